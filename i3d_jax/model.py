@@ -1,0 +1,313 @@
+"""The inflated Inception-v1 (I3D) of Carreira & Zisserman (2017) in Flax linen.
+
+Inputs are `[B, T, H, W, C]` float (RGB in [-1, 1] with C=3, or flow in [-1, 1] with C=2); the
+network is NDHWC throughout. Parameter paths mirror the release's variable names, e.g.
+`Mixed_4b/Branch_1/Conv3d_0b_3x3/conv_3d/kernel` and `.../batch_norm/{bias,mean,var}`, so every
+weight format maps onto it name for name.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from i3d_jax import schedules
+from i3d_jax.schedules import ENDPOINTS, RELEASE_CHANNELS, PoolingSchedule
+
+Dtype = Any
+
+# (branch, unit name, index into the channel tuple, kernel) of one Inception block.
+BRANCH_UNITS = (
+    ("Branch_0", (("Conv3d_0a_1x1", 0, 1),)),
+    ("Branch_1", (("Conv3d_0a_1x1", 1, 1), ("Conv3d_0b_3x3", 2, 3))),
+    ("Branch_2", (("Conv3d_0a_1x1", 3, 1), ("Conv3d_0b_3x3", 4, 3))),
+    ("Branch_3", (("Conv3d_0b_1x1", 5, 1),)),
+)
+
+
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TF "SAME" padding (extra element at the end) for one axis."""
+    out = math.ceil(size / stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class Unit3D(nn.Module):
+    """Conv (no bias, TF SAME padding) -> BatchNorm (offset, optional scale) -> ReLU.
+
+    With `temporal_padding="replicate"` the time axis is padded by repeating the border frames
+    instead of zeros, which makes a clip of one repeated image a fixed point at every frame.
+    Works for any number of spatial dims: the 2D source network uses it with 2D kernels.
+    """
+
+    features: int
+    kernel: Sequence[int] = (1, 1, 1)
+    stride: Sequence[int] = (1, 1, 1)
+    use_batch_norm: bool = True
+    use_bias: bool = False
+    activation: bool = True
+    bn_scale: bool = False
+    bn_momentum: float = 0.999
+    bn_epsilon: float = 1e-3
+    bn_axis_name: str | None = None
+    temporal_padding: str = "zeros"
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        spatial = x.shape[1:-1]
+        pads = [same_padding(n, k, s) for n, k, s in zip(spatial, self.kernel, self.stride, strict=True)]
+        if self.temporal_padding == "replicate" and len(spatial) == 3 and pads[0] != (0, 0):
+            x = jnp.pad(x, ((0, 0), pads[0], (0, 0), (0, 0), (0, 0)), mode="edge")
+            pads[0] = (0, 0)
+        x = nn.Conv(
+            self.features,
+            tuple(self.kernel),
+            strides=tuple(self.stride),
+            padding=pads,
+            use_bias=self.use_bias,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="conv_3d",
+        )(x)
+        if self.use_batch_norm:
+            x = nn.BatchNorm(
+                use_running_average=not train,
+                momentum=self.bn_momentum,
+                epsilon=self.bn_epsilon,
+                use_scale=self.bn_scale,
+                use_bias=True,
+                axis_name=self.bn_axis_name,
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
+                name="batch_norm",
+            )(x)
+        if self.activation:
+            x = nn.relu(x)
+        return x
+
+
+def max_pool_same(x: jax.Array, window: Sequence[int], stride: Sequence[int]) -> jax.Array:
+    """Max-pool with TF SAME padding (padding never wins the max)."""
+    return nn.max_pool(x, tuple(window), strides=tuple(stride), padding="SAME")
+
+
+class Branch(nn.Module):
+    """One Inception branch: an optional 3x3x3 max-pool, then its units in order."""
+
+    units: Sequence[tuple[str, int, int]]  # (name, features, kernel size)
+    pool_first: bool
+    unit: functools.partial
+    ndim: int = 3
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        if self.pool_first:
+            x = max_pool_same(x, (3,) * self.ndim, (1,) * self.ndim)
+        for name, features, k in self.units:
+            x = self.unit(features=features, kernel=(k,) * self.ndim, name=name)(x, train)
+        return x
+
+
+class InceptionBlock(nn.Module):
+    """Four parallel branches (1x1; 1x1->3x3; 1x1->3x3; pool->1x1), concatenated on channels."""
+
+    channels: Sequence[int]
+    unit: functools.partial
+    ndim: int = 3
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        outs = []
+        for branch, units in BRANCH_UNITS:
+            spec = tuple((name, self.channels[i], k) for name, i, k in units)
+            outs.append(
+                Branch(spec, branch == "Branch_3", self.unit, self.ndim, name=branch)(x, train)
+            )
+        return jnp.concatenate(outs, axis=-1)
+
+
+def scale_channels(table: dict, divisor: int, minimum: int = 2) -> dict:
+    """A narrower channel table (every width divided, at least `minimum`), for small presets."""
+
+    def scale(c: int) -> int:
+        return max(minimum, c // divisor)
+
+    return {
+        k: (tuple(scale(c) for c in v) if isinstance(v, tuple) else scale(v))
+        for k, v in table.items()
+    }
+
+
+def _channel_items(table: dict) -> tuple:
+    return tuple(sorted(table.items()))
+
+
+class InceptionI3d(nn.Module):
+    """Inflated Inception-v1.
+
+    Attributes:
+      num_classes: width of the logits layer.
+      schedule: a `PoolingSchedule` or its name (see `i3d_jax.schedules.SCHEDULES`).
+      channels: the channel table as sorted `(endpoint, widths)` pairs (`RELEASE_CHANNELS`).
+      input_channels: 3 for RGB, 2 for flow; checked on every call.
+      dropout_rate: dropout before the logits layer when `train=True` (a rate, not keep_prob).
+      final_endpoint: the last endpoint built (one of `ENDPOINTS`).
+      global_pool: average over all spatial positions before the logits instead of the
+        release's 7x7 VALID window, so any spatial size works.
+      bn_scale, bn_momentum, bn_epsilon: BatchNorm options (release: no scale, 0.999, 1e-3).
+      bn_axis_name: mesh/shard_map axis over which batch statistics are averaged.
+      temporal_padding: "zeros" (release) or "replicate" (exact boring-video fixed point).
+      dtype, param_dtype: compute and parameter dtypes; logits are always float32.
+      ndim: 3 for I3D; 2 builds the 2D Inception-v1 source network with the same names.
+
+    Returns `(output, endpoints)`: the output of `final_endpoint` and a dict of every endpoint
+    up to it. `Logits` is `[B, num_classes]` (averaged over time), `Logits_per_time` is
+    `[B, T', num_classes]`, `Predictions` is the softmax of `Logits`.
+    """
+
+    num_classes: int = 400
+    schedule: PoolingSchedule | str = "paper"
+    channels: tuple = _channel_items(RELEASE_CHANNELS)
+    input_channels: int = 3
+    dropout_rate: float = 0.0
+    final_endpoint: str = "Logits"
+    global_pool: bool = False
+    bn_scale: bool = False
+    bn_momentum: float = 0.999
+    bn_epsilon: float = 1e-3
+    bn_axis_name: str | None = None
+    temporal_padding: str = "zeros"
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    ndim: int = 3
+
+    def check_input(self, x: jax.Array) -> None:
+        """Raises ValueError for a wrong rank, channel count, or a too-short/too-small clip."""
+        sched = schedules.get_schedule(self.schedule)
+        layout = "[B, T, H, W, C]" if self.ndim == 3 else "[B, H, W, C]"
+        if x.ndim != self.ndim + 2:
+            raise ValueError(
+                f"expected input of rank {self.ndim + 2} {layout} with C={self.input_channels}, "
+                f"got shape {tuple(x.shape)}"
+            )
+        if x.shape[-1] != self.input_channels:
+            raise ValueError(
+                f"expected {self.input_channels} input channels {layout}, got shape "
+                f"{tuple(x.shape)}"
+            )
+        if self.final_endpoint not in ENDPOINTS:
+            raise ValueError(f"unknown final_endpoint {self.final_endpoint!r}; expected one of {ENDPOINTS}")
+        if self.ndim == 3 and self.final_endpoint in ("Logits", "Predictions"):
+            need = schedules.min_frames(sched)
+            if x.shape[1] < need:
+                raise ValueError(
+                    f"clip of {x.shape[1]} frames is too short for pooling schedule "
+                    f"{sched.name!r}: need at least {need} frames"
+                )
+        if self.final_endpoint in ("Logits", "Predictions"):
+            need = schedules.min_spatial(sched, self.global_pool)
+            if min(x.shape[-3:-1]) < need:
+                raise ValueError(
+                    f"spatial size {tuple(x.shape[-3:-1])} is too small for the {sched.logits_pool[1]}x"
+                    f"{sched.logits_pool[2]} logits pool: need at least {need} (or global_pool=True)"
+                )
+
+    def unit(self) -> functools.partial:
+        return functools.partial(
+            Unit3D,
+            bn_scale=self.bn_scale,
+            bn_momentum=self.bn_momentum,
+            bn_epsilon=self.bn_epsilon,
+            bn_axis_name=self.bn_axis_name,
+            temporal_padding=self.temporal_padding,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+        )
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, dict[str, jax.Array]]:
+        self.check_input(x)
+        sched = schedules.get_schedule(self.schedule)
+        table = dict(self.channels)
+        unit = self.unit()
+        nd = self.ndim
+
+        def dims(t: Sequence[int]) -> tuple[int, ...]:
+            return tuple(t)[3 - nd :]
+
+        x = x.astype(self.dtype)
+        endpoints: dict[str, jax.Array] = {}
+        for layer in schedules.layers(sched):
+            if layer.kind == "conv":
+                x = unit(
+                    features=table[layer.name], kernel=dims(layer.kernel), stride=dims(layer.stride),
+                    name=layer.name,
+                )(x, train)
+            elif layer.kind == "pool":
+                x = max_pool_same(x, dims(layer.kernel), dims(layer.stride))
+            elif layer.kind == "inception":
+                x = InceptionBlock(table[layer.name], unit, nd, name=layer.name)(x, train)
+            else:
+                logits = self.logits_head(x, dims(layer.kernel), unit, train)
+                endpoints["Logits_per_time"] = logits
+                x = logits.mean(axis=1) if nd == 3 else logits
+            endpoints[layer.name] = x
+            if layer.name == self.final_endpoint:
+                return x, endpoints
+        endpoints["Predictions"] = jax.nn.softmax(x)
+        return endpoints["Predictions"], endpoints
+
+    def logits_head(self, x: jax.Array, window, unit, train: bool) -> jax.Array:
+        """Average pool (VALID), dropout, 1x1 conv with bias; spatial positions averaged."""
+        spatial_axes = tuple(range(x.ndim - 3, x.ndim - 1))
+        if self.global_pool:
+            if self.ndim == 3:
+                x = nn.avg_pool(x, (window[0], 1, 1), padding="VALID")
+            x = x.mean(axis=spatial_axes, keepdims=True)
+        else:
+            x = nn.avg_pool(x, tuple(window), padding="VALID")
+        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+        head_unit = functools.partial(
+            unit, features=self.num_classes, use_batch_norm=False, use_bias=True,
+            activation=False, dtype=jnp.float32,
+        )
+        logits = LogitsHead(head_unit, name="Logits")(x.astype(jnp.float32))
+        # Spatial positions (1x1 at the release's input size) are averaged: fully convolutional.
+        return logits.mean(axis=spatial_axes)
+
+
+class LogitsHead(nn.Module):
+    """Holds the logits conv under the release's name `Logits/Conv3d_0c_1x1`."""
+
+    unit: functools.partial
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.unit(kernel=(1,) * (x.ndim - 2), name="Conv3d_0c_1x1")(x)
+
+
+def tiny(**kwargs) -> InceptionI3d:
+    """A narrow I3D (channels / 16) with global pooling: for tests on small clips."""
+    defaults = dict(
+        num_classes=10,
+        channels=_channel_items(scale_channels(RELEASE_CHANNELS, 16)),
+        global_pool=True,
+    )
+    return InceptionI3d(**{**defaults, **kwargs})
+
+
+def small(**kwargs) -> InceptionI3d:
+    """A quarter-width I3D with global pooling: the CPU demo's network."""
+    defaults = dict(channels=_channel_items(scale_channels(RELEASE_CHANNELS, 4)), global_pool=True)
+    return InceptionI3d(**{**defaults, **kwargs})
+
+
+PRESETS = {"release": InceptionI3d, "small": small, "tiny": tiny}
