@@ -48,7 +48,7 @@ class Unit3D(nn.Module):
 
     features: int
     kernel: Sequence[int] = (1, 1, 1)
-    stride: Sequence[int] = (1, 1, 1)
+    stride: Sequence[int] | None = None  # None: 1 on every axis
     use_batch_norm: bool = True
     use_bias: bool = False
     activation: bool = True
@@ -63,14 +63,15 @@ class Unit3D(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         spatial = x.shape[1:-1]
-        pads = [same_padding(n, k, s) for n, k, s in zip(spatial, self.kernel, self.stride, strict=True)]
+        stride = tuple(self.stride) if self.stride is not None else (1,) * len(self.kernel)
+        pads = [same_padding(n, k, s) for n, k, s in zip(spatial, self.kernel, stride, strict=True)]
         if self.temporal_padding == "replicate" and len(spatial) == 3 and pads[0] != (0, 0):
             x = jnp.pad(x, ((0, 0), pads[0], (0, 0), (0, 0), (0, 0)), mode="edge")
             pads[0] = (0, 0)
         x = nn.Conv(
             self.features,
             tuple(self.kernel),
-            strides=tuple(self.stride),
+            strides=stride,
             padding=pads,
             use_bias=self.use_bias,
             dtype=self.dtype,
@@ -204,7 +205,9 @@ class InceptionI3d(nn.Module):
                 f"{tuple(x.shape)}"
             )
         if self.final_endpoint not in ENDPOINTS:
-            raise ValueError(f"unknown final_endpoint {self.final_endpoint!r}; expected one of {ENDPOINTS}")
+            raise ValueError(
+                f"unknown final_endpoint {self.final_endpoint!r}; expected one of {ENDPOINTS}"
+            )
         if self.ndim == 3 and self.final_endpoint in ("Logits", "Predictions"):
             need = schedules.min_frames(sched)
             if x.shape[1] < need:
@@ -248,7 +251,9 @@ class InceptionI3d(nn.Module):
         for layer in schedules.layers(sched):
             if layer.kind == "conv":
                 x = unit(
-                    features=table[layer.name], kernel=dims(layer.kernel), stride=dims(layer.stride),
+                    features=table[layer.name],
+                    kernel=dims(layer.kernel),
+                    stride=dims(layer.stride),
                     name=layer.name,
                 )(x, train)
             elif layer.kind == "pool":
@@ -276,8 +281,12 @@ class InceptionI3d(nn.Module):
             x = nn.avg_pool(x, tuple(window), padding="VALID")
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
         head_unit = functools.partial(
-            unit, features=self.num_classes, use_batch_norm=False, use_bias=True,
-            activation=False, dtype=jnp.float32,
+            unit,
+            features=self.num_classes,
+            use_batch_norm=False,
+            use_bias=True,
+            activation=False,
+            dtype=jnp.float32,
         )
         logits = LogitsHead(head_unit, name="Logits")(x.astype(jnp.float32))
         # Spatial positions (1x1 at the release's input size) are averaged: fully convolutional.
