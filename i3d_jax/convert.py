@@ -1,0 +1,75 @@
+"""Convert pretrained I3D weights to a portable format.
+
+    python -m i3d_jax.convert SOURCE DEST [--labels FILE] [--bn_epsilon EPS]
+
+SOURCE is anything `i3d_jax.load_pretrained` reads (`i3d-jax:kinetics400`, .pt/.pth,
+.safetensors, a TF checkpoint, an i3d-jax pickle, a converted directory). DEST ending in
+`.safetensors` gets a PyTorch state dict in the piergiaj/pytorch-i3d layout; any other DEST is a
+new directory with an Orbax checkpoint of the variables and `model_card.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import sys
+from collections.abc import Mapping, Sequence
+
+from i3d_jax.model import InceptionI3d
+from i3d_jax.weights import load_pretrained, orbax_dir, piergiaj
+from i3d_jax.weights.piergiaj import to_state_dict as to_piergiaj_state_dict
+
+__all__ = ["convert", "main", "to_piergiaj_state_dict", "write_orbax", "write_safetensors"]
+
+
+def write_safetensors(variables: Mapping, model: InceptionI3d, dest: str | os.PathLike) -> None:
+    """Writes a piergiaj-layout `.safetensors` file (metadata: num_classes, input_channels, eps)."""
+    if model.ndim != 3:
+        raise ValueError("the piergiaj layout holds a 3D I3D; got a 2D model (inflate it first)")
+    meta = {
+        "format": "piergiaj-pytorch-i3d",
+        "num_classes": str(model.num_classes),
+        "input_channels": str(model.input_channels),
+        "bn_epsilon": repr(model.bn_epsilon),
+    }
+    dest = pathlib.Path(dest)
+    tmp = dest.with_name(dest.name + ".tmp")
+    piergiaj.save_safetensors(variables, tmp, metadata=meta)
+    tmp.replace(dest)
+
+
+def write_orbax(variables, model, dest, source=None, labels=None) -> pathlib.Path:
+    """Writes the Orbax directory plus `model_card.json` (see `i3d_jax.weights.orbax_dir`)."""
+    return orbax_dir.save(variables, model, dest, source=source, labels=labels)
+
+
+def convert(source: str, dest: str, labels: str | None = None, **model_overrides) -> str:
+    """Loads `source` and writes it to `dest` (format from DEST's suffix); returns the format."""
+    model, variables = load_pretrained(source, **model_overrides)
+    if os.fspath(dest).endswith(".safetensors"):
+        write_safetensors(variables, model, dest)
+        return "safetensors"
+    write_orbax(variables, model, dest, source=os.fspath(source), labels=labels)
+    return "orbax"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("source", help="weights to read (see i3d_jax.load_pretrained)")
+    parser.add_argument("dest", help="X.safetensors (piergiaj layout) or a new directory (Orbax)")
+    parser.add_argument("--labels", help="label file (one class name per line) for the card")
+    parser.add_argument("--bn_epsilon", type=float, help="BatchNorm epsilon (default 1e-3)")
+    args = parser.parse_args(argv)
+    overrides = {} if args.bn_epsilon is None else {"bn_epsilon": args.bn_epsilon}
+    try:
+        fmt = convert(args.source, args.dest, labels=args.labels, **overrides)
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError, ImportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.dest} ({fmt})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

