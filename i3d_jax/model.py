@@ -32,8 +32,8 @@ BRANCH_UNITS = (
 
 
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """TF "SAME" padding (extra element at the end) for one axis."""
-    out = math.ceil(size / stride)
+    """TF "SAME" padding (extra element at the end) for one axis (works for symbolic sizes)."""
+    out = -(-size // stride)
     total = max((out - 1) * stride + kernel - size, 0)
     return total // 2, total - total // 2
 

@@ -1,0 +1,263 @@
+"""Export a checkpoint for other runtimes, each with a JSON model card.
+
+    python -m i3d_jax.export CHECKPOINT --format safetensors|stablehlo|savedmodel --out PATH
+        [--endpoint Logits] [--size 224] [--bake-weights]
+
+CHECKPOINT is anything `i3d_jax.load_pretrained` reads (`i3d-jax:kinetics400`, a converted
+directory, .pt/.safetensors, a TF checkpoint, ...).
+
+Formats:
+  safetensors  `PATH` (.safetensors): the PyTorch state dict in the piergiaj/pytorch-i3d layout
+               (what FVD code such as cd-fvd loads), card beside it as `PATH.model_card.json`.
+               Note piergiaj's code builds BatchNorm with eps 1e-5; the card records ours (1e-3).
+  stablehlo    directory `PATH/`: `model.jax_exported` (`jax.export` serialization of
+               `f(variables, x) -> endpoint`), `variables.safetensors` (our tree, paths joined by
+               `/`, our `[T, H, W, in, out]` layout), `model_card.json`. The batch and time
+               dims are symbolic: `x` is float32 `[B, 8k, size, size, C]` in [-1, 1] with
+               `k >= 2` (time a multiple of the network's temporal stride 8, at least 16
+               frames, so every SAME padding is static). With `--bake-weights` the weights are
+               constants inside the program and `f(x)` takes only the clip. jax.export
+               serialization is versioned but not archival: keep the checkpoint too.
+               `load_stablehlo(PATH)` returns a callable.
+  savedmodel   directory `PATH/`: a TF SavedModel from `jax2tf` (same symbolic dims) with a
+               `serving_default` signature; needs TensorFlow, which is optional.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from i3d_jax.model import InceptionI3d
+
+FORMATS = ("safetensors", "stablehlo", "savedmodel")
+CARD = "model_card.json"
+PROGRAM = "model.jax_exported"
+WEIGHTS = "variables.safetensors"
+TIME_STRIDE = 8  # conv 1a, pool 4a and pool 5a each halve time
+
+
+def model_card(model: InceptionI3d, fmt: str, source: str | None, **extra) -> dict[str, Any]:
+    """The JSON card of an export: format, model options, preprocessing, input/output, source."""
+    from i3d_jax.weights import common, orbax_dir
+
+    card = {
+        "format": f"i3d_jax.export/{fmt}",
+        "format_version": 1,
+        "model": common.model_options(model),
+        "preprocessing": dict(orbax_dir.PREPROCESSING),
+        "source": source,
+        "jax_version": jax.__version__,
+    }
+    card.update(extra)
+    return card
+
+
+def _write_json(path: pathlib.Path, obj: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
+def endpoint_fn(model: InceptionI3d, endpoint: str = "Logits") -> Callable:
+    """`f(variables, x [B, T, H, W, C]) -> the endpoint's array` (inference mode)."""
+    final = "Logits" if endpoint == "Logits_per_time" else endpoint
+    model = model.clone(final_endpoint=final)
+
+    def f(variables, x):
+        _, endpoints = model.apply(variables, x)
+        return endpoints[endpoint]
+
+    return f
+
+
+def input_spec(model: InceptionI3d, size: int) -> jax.ShapeDtypeStruct:
+    """float32 `[b, 8k, size, size, C]` with symbolic b and k (k >= 2)."""
+    from jax import export
+
+    shape = export.symbolic_shape(
+        f"b, {TIME_STRIDE}*k, {size}, {size}, {model.input_channels}", constraints=("k >= 2",)
+    )
+    return jax.ShapeDtypeStruct(shape, jnp.float32)
+
+
+def flat_variables(variables: Mapping) -> dict[str, np.ndarray]:
+    return {
+        k: np.ascontiguousarray(np.asarray(v))
+        for k, v in traverse_util.flatten_dict(dict(variables), sep="/").items()
+    }
+
+
+def export_stablehlo(
+    model: InceptionI3d,
+    variables: Mapping,
+    out: str | os.PathLike,
+    endpoint: str = "Logits",
+    size: int = 224,
+    bake_weights: bool = False,
+    source: str | None = None,
+) -> pathlib.Path:
+    """Writes the `stablehlo` directory (see the module docstring); returns its path."""
+    from jax import export
+    from safetensors.numpy import save_file
+
+    out = pathlib.Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"{out} exists and is not an empty directory; choose a new --out")
+    f = endpoint_fn(model, endpoint)
+    weights = flat_variables(variables)
+    x_spec = input_spec(model, size)
+    if bake_weights:
+        const = jax.tree.map(jnp.asarray, dict(variables))
+        exported = export.export(jax.jit(lambda x: f(const, x)))(x_spec)
+    else:
+        v_spec = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), dict(variables))
+        exported = export.export(jax.jit(f))(v_spec, x_spec)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / PROGRAM).write_bytes(exported.serialize())
+    if not bake_weights:
+        save_file(weights, os.fspath(out / WEIGHTS))
+    card = model_card(
+        model,
+        "stablehlo",
+        source,
+        endpoint=endpoint,
+        program=PROGRAM,
+        weights=None if bake_weights else WEIGHTS,
+        weights_baked=bake_weights,
+        calling_convention_version=exported.calling_convention_version,
+        platforms=list(exported.platforms),
+        input={
+            "shape": f"[B, {TIME_STRIDE}*k, {size}, {size}, {model.input_channels}] (k >= 2)",
+            "dtype": "float32",
+            "range": [-1.0, 1.0],
+        },
+        output={"shape": str(exported.out_avals[0].shape), "dtype": "float32"},
+        arguments="(x,)"
+        if bake_weights
+        else "(variables, x); variables from variables.safetensors",
+    )
+    _write_json(out / CARD, card)
+    return out
+
+
+def load_stablehlo(path: str | os.PathLike) -> Callable[[np.ndarray], jax.Array]:
+    """Reloads a `stablehlo` export: returns `fn(x [B, 8k, H, W, C]) -> endpoint`."""
+    from jax import export
+    from safetensors.numpy import load_file
+
+    path = pathlib.Path(path)
+    card = json.loads((path / CARD).read_text())
+    exported = export.deserialize(bytearray((path / PROGRAM).read_bytes()))
+    if card.get("weights_baked"):
+        return exported.call
+    variables = traverse_util.unflatten_dict(load_file(os.fspath(path / WEIGHTS)), sep="/")
+    return lambda x: exported.call(variables, x)
+
+
+def export_safetensors(
+    model: InceptionI3d, variables: Mapping, out: str | os.PathLike, source: str | None = None
+) -> pathlib.Path:
+    """Writes the piergiaj-layout `.safetensors` and `<out>.model_card.json` beside it."""
+    from i3d_jax.convert import write_safetensors
+
+    out = pathlib.Path(out)
+    if out.suffix != ".safetensors":
+        raise ValueError(f"--out for safetensors should end in .safetensors, got {out}")
+    write_safetensors(variables, model, out)
+    card = model_card(
+        model,
+        "safetensors",
+        source,
+        layout="piergiaj/pytorch-i3d state dict (Conv3d_1a_7x7.conv3d.weight [out, in, T, H, W])",
+        note="piergiaj's PyTorch code uses BatchNorm eps 1e-5; set eps to model.bn_epsilon",
+    )
+    _write_json(out.with_name(out.name + ".model_card.json"), card)
+    return out
+
+
+def export_savedmodel(
+    model: InceptionI3d,
+    variables: Mapping,
+    out: str | os.PathLike,
+    endpoint: str = "Logits",
+    size: int = 224,
+    source: str | None = None,
+) -> pathlib.Path:
+    """Writes a TF SavedModel via jax2tf (needs TensorFlow); raises ImportError without it."""
+    try:
+        import tensorflow as tf
+        from jax.experimental import jax2tf
+    except ImportError as e:
+        raise ImportError(
+            "--format savedmodel needs TensorFlow (pip install tensorflow), which is optional "
+            "and not installed; --format stablehlo gives a portable program without it"
+        ) from e
+    out = pathlib.Path(out)
+    f = endpoint_fn(model, endpoint)
+    tf_vars = jax.tree.map(lambda a: tf.Variable(np.asarray(a), trainable=False), dict(variables))
+    poly = f"(b, {TIME_STRIDE}*k, {size}, {size}, {model.input_channels})"
+    converted = jax2tf.convert(f, polymorphic_shapes=[None, poly], with_gradient=False)
+    module = tf.Module()
+    module.variables_tree = tf.nest.flatten(tf_vars)
+    spec = tf.TensorSpec([None, None, size, size, model.input_channels], tf.float32)
+    module.serve = tf.function(lambda x: converted(tf_vars, x), input_signature=[spec])
+    tf.saved_model.save(module, os.fspath(out), signatures={"serving_default": module.serve})
+    _write_json(out / CARD, model_card(model, "savedmodel", source, endpoint=endpoint))
+    return out
+
+
+def export(
+    checkpoint: str,
+    fmt: str,
+    out: str,
+    endpoint: str = "Logits",
+    size: int = 224,
+    bake_weights: bool = False,
+) -> pathlib.Path:
+    """Loads `checkpoint` with `load_pretrained` and writes it in `fmt` to `out`."""
+    from i3d_jax.weights import load_pretrained
+
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
+    model, variables = load_pretrained(checkpoint)
+    if fmt == "safetensors":
+        return export_safetensors(model, variables, out, source=checkpoint)
+    if fmt == "stablehlo":
+        return export_stablehlo(model, variables, out, endpoint, size, bake_weights, checkpoint)
+    return export_savedmodel(model, variables, out, endpoint, size, checkpoint)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m i3d_jax.export", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("checkpoint", help="weights (anything i3d_jax.load_pretrained reads)")
+    parser.add_argument("--format", choices=FORMATS, required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--endpoint", default="Logits", help="output of the program")
+    parser.add_argument("--size", type=int, default=224, help="input height = width")
+    parser.add_argument("--bake-weights", action="store_true", help="stablehlo: weights inside")
+    args = parser.parse_args(argv)
+    try:
+        path = export(args.checkpoint, args.format, args.out, args.endpoint, args.size,
+                      args.bake_weights)  # fmt: skip
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {path} ({args.format})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
