@@ -113,41 +113,40 @@ def softmax_xent(logits, labels):
     ).mean()
 
 
-def bench_ours(args, variant: str, x, labels, rows):
-    dtype = jnp.dtype(args.dtype)
-    net = model.InceptionI3d(num_classes=400, dtype=dtype, conv1_space_to_depth=variant == "fast")
-    variables = jax.jit(net.init)(jax.random.key(0), x[:1])
-    name = f"i3d_jax ({variant}, {args.dtype})"
+def measure_flax(args, label, infer_apply, train_apply, variables, x, labels, rows):
+    """Times `infer_apply(variables, clip) -> logits` and an SGD step over `train_apply`.
+
+    `train_apply(variables, clip) -> (logits, new_batch_stats)` runs BatchNorm in training mode.
+    """
     if "inference" in args.modes:
-        inf_net, inf_vars = net, variables
-        if variant == "fast":
-            inf_net, inf_vars = deploy.to_inference(net, jax.device_get(variables))
-            inf_vars = jax.device_put(inf_vars)
 
         @jax.jit
         def infer(acc, v, clip):
-            return acc + inf_net.apply(v, clip)[0].sum()
+            return acc + infer_apply(v, clip).astype(jnp.float32).sum()
 
-        lowered = infer.lower(jnp.float32(0), inf_vars, x)
-        sec = timed(lowered.compile(), (jnp.float32(0), inf_vars, x), args.steps, args.warmup)
+        lowered = infer.lower(jnp.float32(0), variables["inference"], x)
+        sec = timed(
+            lowered.compile(), (jnp.float32(0), variables["inference"], x), args.steps, args.warmup
+        )
         rows.append(
             {
                 "mode": "inference",
-                **row(name, sec, args.batch, flops_of(lowered), args.peak_tflops),
+                **row(label, sec, args.batch, flops_of(lowered), args.peak_tflops),
             }
         )
     if "train" in args.modes:
         tx = optax.sgd(0.1, momentum=0.9)
-        state = (variables["params"], variables["batch_stats"], tx.init(variables["params"]))
+        train_vars = variables["train"]
+        state = (train_vars["params"], train_vars["batch_stats"], tx.init(train_vars["params"]))
 
         def step(state, clip, y):
             params, stats, opt = state
 
             def loss_fn(p):
-                (logits, _), new = net.apply(
-                    {"params": p, "batch_stats": stats}, clip, train=True, mutable=["batch_stats"]
-                )
-                return softmax_xent(logits, y), new["batch_stats"]
+                logits, new = train_apply({"params": p, "batch_stats": stats}, clip)
+                # Flax computes BN statistics in float32: keep the state's dtype (bf16 casts).
+                new = jax.tree.map(lambda n, o: n.astype(o.dtype), new, stats)
+                return softmax_xent(logits, y), new
 
             (_, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
             updates, opt = tx.update(grads, opt, params)
@@ -156,8 +155,33 @@ def bench_ours(args, variant: str, x, labels, rows):
         lowered = jax.jit(step, donate_argnums=0).lower(state, x, labels)
         sec = timed(lowered.compile(), (state, x, labels), args.steps, args.warmup)
         rows.append(
-            {"mode": "train", **row(name, sec, args.batch, flops_of(lowered), args.peak_tflops)}
+            {"mode": "train", **row(label, sec, args.batch, flops_of(lowered), args.peak_tflops)}
         )
+
+
+def bench_ours(args, variant: str, x, labels, rows):
+    dtype = jnp.dtype(args.dtype)
+    net = model.InceptionI3d(num_classes=400, dtype=dtype, conv1_space_to_depth=variant == "fast")
+    variables = jax.jit(net.init)(jax.random.key(0), x[:1])
+    inf_net, inf_vars = net, variables
+    if variant == "fast":
+        inf_net, inf_vars = deploy.to_inference(net, jax.device_get(variables))
+        inf_vars = jax.device_put(inf_vars)
+
+    def train_apply(v, clip):
+        (logits, _), new = net.apply(v, clip, train=True, mutable=["batch_stats"])
+        return logits, new["batch_stats"]
+
+    measure_flax(
+        args,
+        f"i3d_jax ({variant}, {args.dtype})",
+        lambda v, c: inf_net.apply(v, c)[0],
+        train_apply,
+        {"inference": inf_vars, "train": variables},
+        x,
+        labels,
+        rows,
+    )
 
 
 def bench_i3d_jax_package(args, path, x, labels, rows):
@@ -169,47 +193,21 @@ def bench_i3d_jax_package(args, path, x, labels, rows):
     if cast:
         variables = jax.tree.map(lambda a: a.astype(args.dtype), variables)
         x = x.astype(args.dtype)
-    if "inference" in args.modes:
 
-        @jax.jit
-        def infer(acc, v, clip):
-            return acc + net.apply(v, clip, is_training=False)[0].astype(jnp.float32).sum()
+    def train_apply(v, clip):
+        (logits, _), new = net.apply(v, clip, is_training=True, mutable=["batch_stats"])
+        return logits, new["batch_stats"]
 
-        lowered = infer.lower(jnp.float32(0), variables, x)
-        sec = timed(lowered.compile(), (jnp.float32(0), variables, x), args.steps, args.warmup)
-        rows.append(
-            {
-                "mode": "inference",
-                **row(label, sec, args.batch, flops_of(lowered), args.peak_tflops),
-            }
-        )
-    if "train" in args.modes:
-        tx = optax.sgd(0.1, momentum=0.9)
-        state = (variables["params"], variables["batch_stats"], tx.init(variables["params"]))
-
-        def step(state, clip, y):
-            params, stats, opt = state
-
-            def loss_fn(p):
-                (logits, _), new = net.apply(
-                    {"params": p, "batch_stats": stats},
-                    clip,
-                    is_training=True,
-                    mutable=["batch_stats"],
-                )
-                # Flax computes BN statistics in float32: keep the state's dtype (bf16 casts).
-                new_stats = jax.tree.map(lambda n, o: n.astype(o.dtype), new["batch_stats"], stats)
-                return softmax_xent(logits, y), new_stats
-
-            (_, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-            updates, opt = tx.update(grads, opt, params)
-            return optax.apply_updates(params, updates), stats, opt
-
-        lowered = jax.jit(step, donate_argnums=0).lower(state, x, labels)
-        sec = timed(lowered.compile(), (state, x, labels), args.steps, args.warmup)
-        rows.append(
-            {"mode": "train", **row(label, sec, args.batch, flops_of(lowered), args.peak_tflops)}
-        )
+    measure_flax(
+        args,
+        label,
+        lambda v, c: net.apply(v, c, is_training=False)[0],
+        train_apply,
+        {"inference": variables, "train": variables},
+        x,
+        labels,
+        rows,
+    )
 
 
 def bench_pytorch(args, path, x_np, labels_np, rows):

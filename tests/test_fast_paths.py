@@ -41,6 +41,17 @@ def test_space_to_depth_conv_equals_strided_conv(size, stride):
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-4)
 
 
+def train_loss(params, net, variables, x):
+    """Sum of squared logits with BatchNorm in training mode (batch statistics)."""
+    out, _ = net.apply(
+        {"params": params, "batch_stats": variables["batch_stats"]},
+        x,
+        train=True,
+        mutable=["batch_stats"],
+    )[0]
+    return (out**2).sum()
+
+
 @pytest.fixture(scope="module")
 def plain():
     net = model.tiny(bn_scale=True)
@@ -56,15 +67,8 @@ def test_space_to_depth_model_same_logits_and_grads(plain):
         fast.apply(variables, x)[0], net.apply(variables, x)[0], rtol=1e-5, atol=1e-5
     )
 
-    def loss(params, m):
-        out, _ = m.apply(
-            {"params": params, "batch_stats": variables["batch_stats"]}, x, train=True,
-            mutable=["batch_stats"],
-        )[0]
-        return (out**2).sum()
-
-    g_plain = jax.grad(loss)(variables["params"], net)
-    g_fast = jax.grad(loss)(variables["params"], fast)
+    g_plain = jax.grad(train_loss)(variables["params"], net, variables, x)
+    g_fast = jax.grad(train_loss)(variables["params"], fast, variables, x)
     k = ("Conv3d_1a_7x7", "conv_3d", "kernel")
     a = g_fast[k[0]][k[1]][k[2]]
     b = g_plain[k[0]][k[1]][k[2]]
@@ -74,15 +78,8 @@ def test_space_to_depth_model_same_logits_and_grads(plain):
 def test_remat_same_gradients(plain):
     net, variables, x = plain
 
-    def loss(params, m):
-        out, _ = m.apply(
-            {"params": params, "batch_stats": variables["batch_stats"]}, x, train=True,
-            mutable=["batch_stats"],
-        )[0]
-        return (out**2).sum()
-
-    g1 = jax.grad(loss)(variables["params"], net)
-    g2 = jax.grad(loss)(variables["params"], net.clone(remat=True))
+    g1 = jax.grad(train_loss)(variables["params"], net, variables, x)
+    g2 = jax.grad(train_loss)(variables["params"], net.clone(remat=True), variables, x)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), g1, g2)
 
 
