@@ -1,0 +1,133 @@
+"""Build a dataset: ``python -m i3d_jax.data.build NAME --data_dir DIR [options]``.
+
+NAME is ``synthetic_motion``, ``video_folder`` or a TFDS catalog name (e.g. ``ucf101``; needs
+TensorFlow, see :mod:`i3d_jax.data.catalog`). Examples::
+
+    python -m i3d_jax.data.build synthetic_motion --data_dir ~/tfds --config directions4
+    python -m i3d_jax.data.build synthetic_motion --data_dir ~/tfds --num_train 500 --size 48
+    python -m i3d_jax.data.build video_folder --data_dir ~/tfds/ucf --manual_dir ~/videos/ucf \
+        --config rgb --short_side 256 --fps 25
+    python -m i3d_jax.data.build video_folder --data_dir ~/tfds/k400 --manual_dir ~/k400 \
+        --csv ~/k400/train.csv --csv ~/k400/validate.csv --strict
+
+Prints one progress bar per split and, at the end, the dataset directory, the split sizes and the
+number of skipped files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+
+import tensorflow_datasets as tfds
+
+from i3d_jax.data import schema
+from i3d_jax.data.synthetic_motion import SyntheticMotion
+from i3d_jax.data.video_folder import VideoFolder
+
+_SYNTHETIC_OPTIONS = (
+    "num_classes",
+    "num_frames",
+    "size",
+    "num_train",
+    "num_validation",
+    "seed",
+    "speed",
+    "rotation_deg",
+    "noise",
+)
+
+
+def _none_or(kind):
+    def parse(text: str):
+        return None if text.lower() == "none" else kind(text)
+
+    return parse
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m i3d_jax.data.build", description=__doc__.split("\n\n")[0]
+    )
+    p.add_argument("name", help="synthetic_motion | video_folder | a TFDS catalog name")
+    p.add_argument("--data_dir", required=True, help="where datasets are written")
+    p.add_argument("--manual_dir", help="video_folder: the source folder (or TFDS manual_dir)")
+    p.add_argument("--config", help="builder config (video_folder: rgb|flow)")
+    p.add_argument("--strict", action="store_true", help="fail on the first bad video file")
+    g = p.add_argument_group("video_folder")
+    g.add_argument("--csv", action="append", help="Kinetics-style CSV (repeatable)")
+    g.add_argument("--fps", type=_none_or(float), default=25.0, help="frame rate; none: native")
+    g.add_argument("--short_side", type=_none_or(int), default=256, help="pixels; none: keep")
+    g.add_argument("--max_frames", type=int, default=None)
+    g = p.add_argument_group("synthetic_motion (override the config's fields)")
+    g.add_argument("--num_classes", type=int)
+    g.add_argument("--num_frames", type=int)
+    g.add_argument("--size", type=int)
+    g.add_argument("--num_train", type=int)
+    g.add_argument("--num_validation", type=int)
+    g.add_argument("--seed", type=int)
+    g.add_argument("--speed", type=float)
+    g.add_argument("--rotation_deg", type=float)
+    g.add_argument("--noise", type=float)
+    return p.parse_args(argv)
+
+
+def make_builder(args: argparse.Namespace) -> tfds.core.DatasetBuilder:
+    """The builder that `args` name (does not build)."""
+    if args.name == "synthetic_motion":
+        name = args.config or SyntheticMotion.DEFAULT_CONFIG_NAME
+        known = {c.name: c for c in SyntheticMotion.BUILDER_CONFIGS}
+        if name not in known:
+            raise SystemExit(
+                f"synthetic_motion: unknown --config {name!r}; expected one of {sorted(known)}"
+            )
+        overrides = {
+            k: getattr(args, k) for k in _SYNTHETIC_OPTIONS if getattr(args, k) is not None
+        }
+        config = known[name]
+        if overrides:
+            # A changed config gets its own name, hence its own directory.
+            suffix = "_".join(f"{k}{v}" for k, v in sorted(overrides.items()))
+            config = dataclasses.replace(config, name=f"{name}_{suffix}", **overrides)
+        return SyntheticMotion(config=config, data_dir=args.data_dir, progress=True)
+    if args.name == "video_folder":
+        return VideoFolder(
+            config=args.config or "rgb",
+            data_dir=args.data_dir,
+            folder=args.manual_dir,
+            csv=args.csv,
+            fps=args.fps,
+            short_side=args.short_side,
+            max_frames=args.max_frames,
+            strict=args.strict,
+            progress=True,
+        )
+    from i3d_jax.data import catalog
+
+    return catalog.builder(args.name, data_dir=args.data_dir, config=args.config)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    builder = make_builder(args)
+    tfds.disable_progress_bar()  # our builders show their own bar with a known total
+    download_config = tfds.download.DownloadConfig(manual_dir=args.manual_dir)
+    builder.download_and_prepare(download_config=download_config)
+    info = builder.info
+    skipped = info.metadata.get(schema.SKIPPED_KEY, {"count": 0}) if info.metadata else {}
+    print(
+        json.dumps(
+            {
+                "dataset_dir": str(builder.data_dir),
+                "splits": {k: v.num_examples for k, v in info.splits.items()},
+                "skipped": skipped.get("count", 0),
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

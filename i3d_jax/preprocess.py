@@ -1,0 +1,390 @@
+"""The one input contract of i3d_jax: how a video becomes model input.
+
+Decoding (:func:`load_video`, :func:`iter_video_chunks`)
+    Any container/codec PyAV (FFmpeg) reads, plus GIF (PyAV, PIL as a fallback). The first video
+    stream is decoded; frames come out as ``np.uint8 [T, H, W, 3]`` RGB (grayscale and paletted
+    sources become 3 equal/RGB channels).
+
+    * Time: a frame's timestamp is its presentation time minus the stream start, in seconds.
+      ``start``/``end`` (seconds, either optional) keep the output times ``start <= t < end``.
+    * Frame rate: output frame ``k`` is at time ``start + k / fps`` and shows the decoded frame whose
+      timestamp is *nearest* to it (ties go to the earlier frame); the video ends at the last
+      frame's timestamp plus its duration. So a 2 s video gives ``ceil(2 * fps)`` frames at any
+      ``fps`` (frames are repeated when ``fps`` exceeds the native rate, skipped when below).
+      ``fps=None`` keeps every decoded frame at its native rate.
+    * Size: resized (area filter) so that the smaller side is ``short_side`` and the aspect ratio
+      is kept (the other side rounded); ``short_side=None`` keeps the decoded size.
+    * ``max_frames`` stops after that many output frames (decoding stops too).
+
+    Undecodable input raises :class:`VideoDecodeError` naming the file and the reason (corrupted,
+    truncated, no video stream, zero frames in the requested range); a missing file raises
+    ``FileNotFoundError``.
+
+RGB model input (the paper's recipe: 25 fps, smaller side 256, 224 crop)
+    :func:`center_crop` (test) or :func:`random_crop` (train) on ``[..., H, W, C]``, then
+    :func:`to_float`: ``x / 127.5 - 1``, float in ``[-1, 1]``.
+
+Flow model input
+    Flow is pixel displacement ``[T, H, W, 2]`` (x, y). :func:`scale_flow` clips to
+    ``[-FLOW_BOUND, FLOW_BOUND] = [-20, 20]`` pixels and divides by 20, giving ``[-1, 1]``.
+    For storage, :func:`quantize_flow` maps pixels to uint8 with ``round(f * 127 / bound) + 128``
+    (zero is exactly 128; step ``bound / 127`` pixels) and :func:`dequantize_flow` inverts it; the
+    ``bound`` used is recorded beside the data (dataset metadata ``flow_scale``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+
+import numpy as np
+
+FLOW_BOUND = 20.0
+_QUANT_LEVELS = 127.0
+
+
+class VideoDecodeError(ValueError):
+    """A video file could not be decoded; `path` and `reason` say which and why."""
+
+    def __init__(self, path, reason: str):
+        self.path = os.fspath(path)
+        self.reason = reason
+        super().__init__(f"cannot decode video {self.path!r}: {reason}")
+
+
+def load_video(
+    path,
+    *,
+    fps: float | None = 25.0,
+    short_side: int | None = 256,
+    start: float | None = None,
+    end: float | None = None,
+    max_frames: int | None = None,
+) -> np.ndarray:
+    """Decode a video file to uint8 RGB frames `[T, H, W, 3]` (see the module docstring).
+
+    Args:
+      path: a video file (mp4, avi, webm, mkv, gif, ...).
+      fps: output frame rate (nearest frame by timestamp); None keeps the native frames.
+      short_side: the smaller side after resizing, in pixels; None keeps the size.
+      start, end: keep frames with ``start <= t < end`` seconds; None means the beginning/end.
+      max_frames: at most this many output frames.
+    Returns:
+      ``np.uint8 [T, H, W, 3]``, ``T >= 1``.
+    Raises:
+      VideoDecodeError: corrupted, truncated or unsupported file, or no frame in the range.
+      FileNotFoundError: `path` does not exist.
+    """
+    frames = list(
+        _iter_frames(
+            path, fps=fps, short_side=short_side, start=start, end=end, max_frames=max_frames
+        )
+    )
+    return np.stack(frames)
+
+
+def iter_video_chunks(
+    path,
+    chunk_frames: int,
+    *,
+    fps: float | None = 25.0,
+    short_side: int | None = 256,
+    start: float | None = None,
+    end: float | None = None,
+    max_frames: int | None = None,
+) -> Iterator[np.ndarray]:
+    """Stream a long video as consecutive uint8 chunks `[<=chunk_frames, H, W, 3]`.
+
+    Same frames, in the same order, as `load_video` with the same arguments, concatenated; only one
+    chunk is held in memory. Every chunk has `chunk_frames` frames except possibly the last.
+    """
+    if chunk_frames < 1:
+        raise ValueError(f"iter_video_chunks: chunk_frames must be >= 1, got {chunk_frames}")
+    chunk = []
+    for frame in _iter_frames(
+        path, fps=fps, short_side=short_side, start=start, end=end, max_frames=max_frames
+    ):
+        chunk.append(frame)
+        if len(chunk) == chunk_frames:
+            yield np.stack(chunk)
+            chunk = []
+    if chunk:
+        yield np.stack(chunk)
+
+
+def video_info(path) -> dict:
+    """Container facts without decoding: ``{"fps", "num_frames", "duration", "height", "width"}``.
+
+    Values the container does not state are estimated (``num_frames`` from duration x rate) or 0.
+    """
+    import av
+
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        rate = float(stream.average_rate or stream.base_rate or 0.0)
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / av.time_base
+        else:
+            duration = 0.0
+        num = stream.frames or int(round(duration * rate))
+        return {
+            "fps": rate,
+            "num_frames": int(num),
+            "duration": duration,
+            "height": int(stream.codec_context.height),
+            "width": int(stream.codec_context.width),
+        }
+    finally:
+        container.close()
+
+
+def resized_shape(height: int, width: int, short_side: int | None) -> tuple[int, int]:
+    """`(height, width)` after scaling the smaller side to `short_side` (None: unchanged)."""
+    if short_side is None:
+        return height, width
+    if height <= width:
+        return short_side, max(1, int(round(width * short_side / height)))
+    return max(1, int(round(height * short_side / width))), short_side
+
+
+def center_crop(frames: np.ndarray, size: int | tuple[int, int] = 224) -> np.ndarray:
+    """Centre crop of `[..., H, W, C]` to `[..., size, size, C]` (extra pixel goes bottom/right)."""
+    ch, cw = _pair(size)
+    h, w = frames.shape[-3], frames.shape[-2]
+    _check_crop(frames.shape, ch, cw)
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return frames[..., top : top + ch, left : left + cw, :]
+
+
+def random_crop(
+    frames: np.ndarray, size: int | tuple[int, int], rng: np.random.Generator
+) -> np.ndarray:
+    """One random crop of `[..., H, W, C]` to `[..., size, size, C]`, the same for every frame."""
+    ch, cw = _pair(size)
+    h, w = frames.shape[-3], frames.shape[-2]
+    _check_crop(frames.shape, ch, cw)
+    top = int(rng.integers(0, h - ch + 1))
+    left = int(rng.integers(0, w - cw + 1))
+    return frames[..., top : top + ch, left : left + cw, :]
+
+
+def to_float(frames_uint8: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """uint8 pixels in [0, 255] -> `dtype` in [-1, 1] (``x / 127.5 - 1``), same shape."""
+    frames_uint8 = np.asarray(frames_uint8)
+    if frames_uint8.dtype != np.uint8:
+        raise ValueError(f"to_float: expected uint8 frames, got {frames_uint8.dtype}")
+    return (frames_uint8.astype(np.float32) * (1.0 / 127.5) - 1.0).astype(dtype, copy=False)
+
+
+def scale_flow(flow_pixels: np.ndarray, bound: float = FLOW_BOUND) -> np.ndarray:
+    """Flow in pixels `[..., 2]` -> float32 in [-1, 1]: clip to ``[-bound, bound]``, divide."""
+    flow = np.asarray(flow_pixels, np.float32)
+    return np.clip(flow, -bound, bound) / np.float32(bound)
+
+
+def quantize_flow(flow_pixels: np.ndarray, bound: float = FLOW_BOUND) -> np.ndarray:
+    """Flow in pixels -> uint8 ``round(clip(f, ±bound) * 127 / bound) + 128`` (0 px -> 128)."""
+    flow = np.clip(np.asarray(flow_pixels, np.float32), -bound, bound)
+    return (np.rint(flow * (_QUANT_LEVELS / bound)) + 128).astype(np.uint8)
+
+
+def dequantize_flow(flow_uint8: np.ndarray, bound: float = FLOW_BOUND) -> np.ndarray:
+    """Inverse of `quantize_flow`: uint8 -> float32 pixels (error at most ``bound / 254``)."""
+    q = np.asarray(flow_uint8)
+    if q.dtype != np.uint8:
+        raise ValueError(f"dequantize_flow: expected uint8, got {q.dtype}")
+    return (q.astype(np.float32) - 128.0) * np.float32(bound / _QUANT_LEVELS)
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding internals.
+
+
+def _pair(size) -> tuple[int, int]:
+    if isinstance(size, int | np.integer):
+        return int(size), int(size)
+    h, w = size
+    return int(h), int(w)
+
+
+def _check_crop(shape, ch: int, cw: int) -> None:
+    if len(shape) < 3:
+        raise ValueError(f"crop: expected frames [..., H, W, C], got shape {tuple(shape)}")
+    h, w = shape[-3], shape[-2]
+    if ch > h or cw > w:
+        raise ValueError(
+            f"crop: frames of {h}x{w} (shape {tuple(shape)}) are smaller than the crop {ch}x{cw}"
+        )
+
+
+def _open(path):
+    import av
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"video file not found: {os.fspath(path)!r}")
+    try:
+        container = av.open(os.fspath(path))
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
+        raise VideoDecodeError(path, f"not a readable video container ({e})") from e
+    if not container.streams.video:
+        container.close()
+        raise VideoDecodeError(path, "the file has no video stream")
+    return container
+
+
+def _iter_frames(path, *, fps, short_side, start, end, max_frames) -> Iterator[np.ndarray]:
+    """Yield output frames one at a time (the single decode loop behind every public reader)."""
+    if fps is not None and not fps > 0:
+        raise ValueError(f"fps must be > 0 or None, got {fps}")
+    if short_side is not None and short_side < 1:
+        raise ValueError(f"short_side must be >= 1 or None, got {short_side}")
+    if start is not None and end is not None and end <= start:
+        raise ValueError(f"end ({end}) must be after start ({start}) for {os.fspath(path)!r}")
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames must be >= 1 or None, got {max_frames}")
+
+    try:
+        source = _pyav_frames(path, start)
+        first = next(source, None)
+    except VideoDecodeError:
+        if str(path).lower().endswith(".gif"):
+            source = _pil_gif_frames(path)
+            first = next(source, None)
+        else:
+            raise
+    if first is None:
+        raise VideoDecodeError(path, "the video stream has zero frames")
+
+    lo = 0.0 if start is None else float(start)
+    hi = math.inf if end is None else float(end)
+    count = 0
+    resized_cache: tuple[int, np.ndarray] | None = None
+
+    def emit(index: int, frame) -> np.ndarray:
+        nonlocal resized_cache
+        if resized_cache is None or resized_cache[0] != index:
+            resized_cache = (index, _to_rgb(frame, short_side))
+        return resized_cache[1]
+
+    if fps is None:
+        index = 0
+        for t, _, frame in _chain(first, source):
+            if t < lo - 1e-6:
+                continue
+            if t >= hi - 1e-6:
+                break
+            yield emit(index, frame)
+            index += 1
+            count += 1
+            if max_frames is not None and count >= max_frames:
+                return
+    else:
+        step = 1.0 / fps
+        k = 0
+        target = lo
+        prev = None  # (index, t, duration, frame)
+        for index, (t, dur, frame) in enumerate(_chain(first, source)):
+            if prev is not None:
+                mid = 0.5 * (prev[1] + t)
+                while target <= mid + 1e-9 and target < hi - 1e-9:
+                    yield emit(prev[0], prev[3])
+                    count += 1
+                    k += 1
+                    target = lo + k * step
+                    if max_frames is not None and count >= max_frames:
+                        return
+                if target >= hi - 1e-9:
+                    break
+            prev = (index, t, dur, frame)
+        if prev is not None:
+            video_end = min(prev[1] + prev[2], hi)
+            while target < video_end - 1e-9:
+                yield emit(prev[0], prev[3])
+                count += 1
+                k += 1
+                target = lo + k * step
+                if max_frames is not None and count >= max_frames:
+                    return
+    if count == 0:
+        raise VideoDecodeError(
+            path, f"no frame in the requested time range start={start}, end={end} (seconds)"
+        )
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def _pyav_frames(path, start):
+    """Yield ``(t_seconds, duration_seconds, av.VideoFrame)`` of the first video stream."""
+    import av
+
+    container = _open(path)
+    decoded = 0
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        tb = float(stream.time_base) if stream.time_base is not None else None
+        t0 = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        rate = float(stream.average_rate or stream.base_rate or 25.0)
+        if start is not None and start > 1.0 and tb:
+            # Jump to the key frame before `start` (decoding then resumes from it).
+            try:
+                container.seek(int((t0 + start - 1.0) / tb), stream=stream, backward=True)
+            except av.error.FFmpegError:
+                container.seek(0, stream=stream)
+        last_t = None
+        for frame in container.decode(stream):
+            if frame.pts is not None and tb:
+                t = frame.pts * tb - t0
+            else:
+                t = (last_t + 1.0 / rate) if last_t is not None else 0.0
+            if frame.duration and tb:
+                dur = frame.duration * tb
+            else:
+                dur = 1.0 / rate
+            if last_t is not None and t <= last_t:  # out-of-order/duplicate timestamps
+                t = last_t + 1e-6
+            last_t = t
+            decoded += 1
+            yield t, dur, frame
+    except av.error.FFmpegError as e:
+        raise VideoDecodeError(
+            path, f"corrupted or truncated data after {decoded} decoded frames ({e})"
+        ) from e
+    finally:
+        container.close()
+
+
+def _pil_gif_frames(path):
+    from PIL import Image, ImageSequence
+
+    try:
+        img = Image.open(os.fspath(path))
+        t = 0.0
+        for frame in ImageSequence.Iterator(img):
+            dur = (frame.info.get("duration") or 40) / 1000.0
+            yield t, dur, frame.convert("RGB")
+            t += dur
+    except OSError as e:
+        raise VideoDecodeError(path, f"not a readable GIF ({e})") from e
+
+
+def _to_rgb(frame, short_side: int | None) -> np.ndarray:
+    """A decoded frame (PyAV or PIL) -> uint8 [H, W, 3], resized to `short_side`."""
+    if hasattr(frame, "to_ndarray"):  # av.VideoFrame: convert and resize in swscale
+        h, w = resized_shape(frame.height, frame.width, short_side)
+        if (h, w) == (frame.height, frame.width):
+            return frame.to_ndarray(format="rgb24")
+        return frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA")
+    from PIL import Image
+
+    h, w = resized_shape(frame.height, frame.width, short_side)
+    if (h, w) != (frame.height, frame.width):
+        frame = frame.resize((w, h), Image.BOX)
+    return np.asarray(frame.convert("RGB"))
