@@ -1,0 +1,1 @@
+"""Ablations: each file imports a base config and overrides a few fields."""

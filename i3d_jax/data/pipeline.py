@@ -1,0 +1,498 @@
+"""Grain input pipelines: clip sampling, crops, flips, per-host sharding, checkpointable state.
+
+Sources are random-access (`len(src)`, `src[i]`), e.g. `builder.as_data_source(split,
+deserialize_method=schema.RAW_DESERIALIZE)` or a list of dicts in tests. An example is a dict with
+`video` (a list of encoded frames, or a uint8 array `[T, H, W, C]`), `label` (int) and optionally
+`video_id` (str). Only the frames a clip needs are decoded, and they are cropped while decoding.
+
+Output (one host batch, numpy):
+
+- train: `video` `[B, L, S, S, C]`, `label` int32 `[B]`, `index` int32 `[B]` (the example's index in
+  the source). RGB stays uint8 (convert on the accelerator with `to_float`, as late as possible);
+  flow is float32 in [-1, 1] already (its x channel must change sign under a flip).
+- eval: the same keys plus `mask` (1.0 real / 0.0 padding), `view` (clip x crop index) and
+  `video_id` (str; host-only, not sent to devices).
+
+Eval protocols (`EvalSpec.protocol`):
+
+- "whole": the paper's test protocol, fully convolutional over the whole video. I chose padding over
+  batch-of-one so that every device gets work and shapes stay static: a video is looped up to
+  `max_frames` (longer ones are trimmed to their central `max_frames`), centre-cropped, and its
+  real length is carried in `num_frames`. Looping repeats real content, so the time-averaged logits
+  of a looped video approximate those of the original (exactly for a whole number of loops).
+- "multiview": `num_clips` uniformly spaced clips of `clip_length` frames x `num_crops` (1 = centre,
+  3 = both ends and the centre of the longer side) spatial crops; each view is one example, and
+  `index`/`video_id` let the evaluator average the views of a video.
+
+Sharding: host `process_index` of `process_count` reads examples `i, i + P, i + 2P, ...`. Training
+drops the last `len % P` examples so every host sees the same number per epoch; evaluation pads every
+host to the same number of batches with `mask=0` copies, so the shards are disjoint and complete.
+
+Determinism: for a given seed the sequence of batches is fixed (Grain derives one RNG per element
+index from the seed), independent of worker count; `iterator.get_state()`/`set_state()` resume it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import grain
+import numpy as np
+
+from i3d_jax import preprocess
+from i3d_jax.data import schema
+
+RGB, FLOW = "rgb", "flow"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSpec:
+    """How training clips are sampled (frames, pixels)."""
+
+    clip_length: int = 64
+    crop_size: int = 224
+    loop_short: bool = True
+    flip: bool = True
+    scale_jitter: tuple[float, float] | None = None  # crop side as a fraction of min(H, W)
+    modality: str = RGB
+    flow_scale: float = preprocess.FLOW_BOUND  # dataset metadata `flow_scale`, flow only
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSpec:
+    """How evaluation views are made."""
+
+    protocol: str = "whole"  # "whole" | "multiview"
+    crop_size: int = 224
+    max_frames: int = 250  # "whole": every video is looped/trimmed to this many frames
+    clip_length: int = 64  # "multiview"
+    num_clips: int = 10  # "multiview"
+    num_crops: int = 1  # "multiview": 1 or 3
+    modality: str = RGB
+    flow_scale: float = preprocess.FLOW_BOUND
+
+
+# ----------------------------------------------------------------------------- pixel helpers
+
+
+def to_float(video: Any, dtype: Any = np.float32) -> Any:
+    """uint8 `[..., C]` in [0, 255] -> float in [-1, 1] (numpy or jax arrays; floats pass through)."""
+    if video.dtype == np.uint8:
+        return (video.astype(np.float32) * (1.0 / 127.5) - 1.0).astype(dtype)
+    return video.astype(dtype)
+
+
+def dequantize_flow(q: np.ndarray, flow_scale: float = preprocess.FLOW_BOUND) -> np.ndarray:
+    """Quantised uint8 flow `[..., 2]` (stored with bound `flow_scale`) -> float32 in [-1, 1]."""
+    return preprocess.scale_flow(preprocess.dequantize_flow(q, flow_scale))
+
+
+def flip_clip(clip: np.ndarray, modality: str) -> np.ndarray:
+    """Horizontal flip of a whole clip `[T, H, W, C]`; for flow the x channel changes sign."""
+    clip = clip[:, :, ::-1]
+    if modality == FLOW:
+        if clip.dtype == np.uint8:
+            raise ValueError("flip_clip: flow must be float (dequantised) before its x sign flips")
+        clip = clip.copy()
+        clip[..., 0] = -clip[..., 0]
+    return np.ascontiguousarray(clip)
+
+
+def clip_indices(
+    num_frames: int, length: int, start: int, loop: bool, video_id: str = ""
+) -> np.ndarray:
+    """Frame indices of a clip of `length` from `start`; short videos loop (or raise)."""
+    if num_frames <= 0:
+        raise ValueError(f"video {video_id!r} has no frames")
+    if num_frames < length and not loop:
+        raise ValueError(
+            f"video {video_id!r} has {num_frames} frames, shorter than clip_length={length} "
+            "and looping is off (set loop_short=True or a shorter clip_length)"
+        )
+    return (start + np.arange(length)) % num_frames
+
+
+def _is_pixels(video) -> bool:
+    return isinstance(video, np.ndarray) and video.dtype == np.uint8 and video.ndim == 4
+
+
+def _frames(example: dict, indices: np.ndarray, crop: tuple[int, int, int, int], modality: str):
+    """Decodes (or slices) only `indices`, cropped to (top, left, h, w): uint8 `[L, h, w, C]`."""
+    video = example[schema.VIDEO]
+    top, left, h, w = crop
+    if _is_pixels(video):
+        out = video[indices, top : top + h, left : left + w]
+    else:
+        uniq, inverse = np.unique(indices, return_inverse=True)
+        decoded = schema.decode_frames([video[i] for i in uniq], crop=crop)
+        out = decoded[inverse]
+    if modality == FLOW:
+        out = out[..., :2]
+    return out
+
+
+def _frame_size(example: dict) -> tuple[int, int, int]:
+    """(num_frames, height, width) without decoding more than one frame."""
+    video = example[schema.VIDEO]
+    if _is_pixels(video):
+        return video.shape[0], video.shape[1], video.shape[2]
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(bytes(video[0]))) as img:  # reads the header only
+        w, h = img.size
+    return len(video), h, w
+
+
+def _check_crop(h: int, w: int, size: int, video_id: str) -> None:
+    if h < size or w < size:
+        raise ValueError(f"video {video_id!r} frames are {h}x{w}, smaller than crop_size={size}")
+
+
+def _video_id(example: dict, index: int) -> str:
+    vid = example.get(schema.VIDEO_ID, str(index))
+    return vid.decode("utf-8") if isinstance(vid, bytes) else str(vid)
+
+
+def _finish(clip: np.ndarray, modality: str, flow_scale: float) -> np.ndarray:
+    if modality == FLOW:
+        return dequantize_flow(clip, flow_scale)
+    return np.ascontiguousarray(clip)
+
+
+def _resize(clip: np.ndarray, size: int) -> np.ndarray:
+    from PIL import Image
+
+    out = np.empty((clip.shape[0], size, size, clip.shape[-1]), clip.dtype)
+    for t, frame in enumerate(clip):
+        if frame.shape[-1] == 2:
+            frame3 = np.concatenate([frame, np.zeros_like(frame[..., :1])], -1)
+            out[t] = np.asarray(Image.fromarray(frame3).resize((size, size), Image.BILINEAR))[
+                ..., :2
+            ]
+        else:
+            out[t] = np.asarray(Image.fromarray(frame).resize((size, size), Image.BILINEAR))
+    return out
+
+
+# ----------------------------------------------------------------------------- transforms
+
+
+class TrainTransform(grain.transforms.RandomMap):
+    """(index, example) -> one random training clip (see module docstring)."""
+
+    def __init__(self, spec: TrainSpec):
+        self.spec = spec
+
+    def random_map(self, element: tuple[int, dict], rng: np.random.Generator) -> dict:
+        index, example = element
+        s = self.spec
+        vid = _video_id(example, index)
+        n, h, w = _frame_size(example)
+        start = (
+            int(rng.integers(0, max(n - s.clip_length, 0) + 1))
+            if n >= s.clip_length
+            else int(rng.integers(0, n))
+        )
+        idx = clip_indices(n, s.clip_length, start, s.loop_short, vid)
+        if s.scale_jitter is not None:
+            lo, hi = s.scale_jitter
+            side = int(round(min(h, w) * rng.uniform(lo, hi)))
+            side = max(min(side, h, w), 1)
+        else:
+            side = s.crop_size
+        _check_crop(h, w, side, vid)
+        top = int(rng.integers(0, h - side + 1))
+        left = int(rng.integers(0, w - side + 1))
+        clip = _frames(example, idx, (top, left, side, side), s.modality)
+        if side != s.crop_size:
+            clip = _resize(clip, s.crop_size)
+        clip = _finish(clip, s.modality, s.flow_scale)
+        if s.flip and rng.random() < 0.5:
+            clip = flip_clip(clip, s.modality)
+        return {
+            "video": clip,
+            "label": np.int32(example[schema.LABEL]),
+            "index": np.int32(index),
+        }
+
+
+def _centre(h: int, w: int, size: int) -> tuple[int, int]:
+    return (h - size) // 2, (w - size) // 2
+
+
+def crop_offsets(h: int, w: int, size: int, num_crops: int) -> list[tuple[int, int]]:
+    """(top, left) of 1 centre crop, or 3 crops along the longer side (start, centre, end)."""
+    ct, cl = _centre(h, w, size)
+    if num_crops == 1:
+        return [(ct, cl)]
+    if num_crops != 3:
+        raise ValueError(f"num_crops must be 1 or 3, got {num_crops}")
+    if w >= h:
+        return [(ct, 0), (ct, cl), (ct, w - size)]
+    return [(0, cl), (ct, cl), (h - size, cl)]
+
+
+def clip_starts(num_frames: int, length: int, num_clips: int) -> list[int]:
+    """Start frames of `num_clips` uniformly spaced clips (all 0 for videos of <= `length`)."""
+    last = max(num_frames - length, 0)
+    if num_clips == 1:
+        return [last // 2]
+    return [int(round(i * last / (num_clips - 1))) for i in range(num_clips)]
+
+
+class EvalTransform(grain.transforms.Map):
+    """(index, view, example, real) -> one deterministic eval view."""
+
+    def __init__(self, spec: EvalSpec):
+        self.spec = spec
+
+    def map(self, element: tuple[int, int, dict, bool]) -> dict:
+        index, view, example, real = element
+        s = self.spec
+        vid = _video_id(example, index)
+        n, h, w = _frame_size(example)
+        _check_crop(h, w, s.crop_size, vid)
+        if s.protocol == "whole":
+            start = max(n - s.max_frames, 0) // 2
+            idx = clip_indices(n, s.max_frames, start, True, vid)
+            top, left = _centre(h, w, s.crop_size)
+            used = min(n, s.max_frames)
+        else:
+            clip_i, crop_i = divmod(view, s.num_crops)
+            start = clip_starts(n, s.clip_length, s.num_clips)[clip_i]
+            idx = clip_indices(n, s.clip_length, start, True, vid)
+            top, left = crop_offsets(h, w, s.crop_size, s.num_crops)[crop_i]
+            used = min(n, s.clip_length)
+        clip = _frames(example, idx, (top, left, s.crop_size, s.crop_size), s.modality)
+        return {
+            "video": _finish(clip, s.modality, s.flow_scale),
+            "label": np.int32(example[schema.LABEL]),
+            "index": np.int32(index),
+            "view": np.int32(view),
+            "num_frames": np.int32(used),
+            "mask": np.float32(1.0 if real else 0.0),
+            "video_id": vid,
+        }
+
+
+# ----------------------------------------------------------------------------- datasets
+
+
+class _Indexed:
+    """Random access to (index, example) for the given source indices."""
+
+    def __init__(self, source, indices: Sequence[int]):
+        self.source, self.indices = source, list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        index = self.indices[i]
+        return (index, self.source[index])
+
+
+class _Views:
+    """Random access to (index, view, example, real) of one host's padded shard."""
+
+    def __init__(self, source, views: int, shard: Sequence[int], length: int):
+        self.source, self.views, self.shard, self.length = source, views, list(shard), length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int):
+        real = i < len(self.shard)
+        pos = self.shard[i] if real else self.shard[i % len(self.shard)] if self.shard else 0
+        index, view = divmod(pos, self.views)
+        return (index, view, self.source[index], real)
+
+
+def _check_shard(process_index: int, process_count: int) -> None:
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index {process_index} is not in [0, {process_count})")
+
+
+def _process(process_index: int | None, process_count: int | None) -> tuple[int, int]:
+    if process_index is None or process_count is None:
+        import jax
+
+        process_index, process_count = jax.process_index(), jax.process_count()
+    _check_shard(process_index, process_count)
+    return process_index, process_count
+
+
+def _finalize(ds: grain.MapDataset, num_threads: int, num_workers: int, prefetch: int):
+    it_ds = ds.to_iter_dataset(
+        grain.ReadOptions(num_threads=max(num_threads, 1), prefetch_buffer_size=max(prefetch, 1))
+    )
+    if num_workers > 0:
+        from absl import flags
+
+        if not flags.FLAGS.is_parsed():  # Grain's workers read absl flags (outside app.run too)
+            flags.FLAGS.mark_as_parsed()
+        it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
+    return it_ds
+
+
+def train_dataset(
+    source,
+    spec: TrainSpec,
+    host_batch_size: int,
+    seed: int,
+    *,
+    num_epochs: int | None = None,
+    process_index: int | None = None,
+    process_count: int | None = None,
+    num_threads: int = 2,
+    num_workers: int = 0,
+    prefetch: int = 2,
+) -> grain.IterDataset:
+    """The training stream of one host: shuffled each epoch, random clips, batched (drops partial).
+
+    Iterate with `it = iter(ds)`; `it.get_state()` / `it.set_state(state)` checkpoint it.
+    `num_epochs=None` repeats forever. `num_workers > 0` decodes in worker processes.
+    """
+    pi, pc = _process(process_index, process_count)
+    n = len(source)
+    per_host = n // pc
+    if per_host == 0:
+        raise ValueError(f"dataset of {n} examples cannot be split over {pc} processes")
+    if per_host < host_batch_size:
+        raise ValueError(
+            f"each of {pc} processes gets {per_host} examples, fewer than host batch "
+            f"{host_batch_size}"
+        )
+    ds = grain.MapDataset.source(_Indexed(source, range(pi, per_host * pc, pc)))
+    ds = ds.shuffle(seed=seed).repeat(num_epochs)
+    ds = ds.random_map(TrainTransform(spec), seed=seed + 1)
+    ds = ds.batch(host_batch_size, drop_remainder=True)
+    return _finalize(ds, num_threads, num_workers, prefetch)
+
+
+def num_views(spec: EvalSpec) -> int:
+    """Views per video: 1 for "whole", num_clips x num_crops for "multiview"."""
+    if spec.protocol == "whole":
+        return 1
+    if spec.protocol == "multiview":
+        return spec.num_clips * spec.num_crops
+    raise ValueError(f"unknown eval protocol {spec.protocol!r}; expected 'whole' or 'multiview'")
+
+
+def eval_dataset(
+    source,
+    spec: EvalSpec,
+    host_batch_size: int,
+    *,
+    process_index: int | None = None,
+    process_count: int | None = None,
+    num_threads: int = 2,
+    num_workers: int = 0,
+    prefetch: int = 2,
+    max_videos: int | None = None,
+) -> grain.IterDataset:
+    """One pass over every view of every video, padded with `mask=0` so all hosts run as many
+    batches (`ceil(views / (P * B))` each) and together see each view exactly once."""
+    pi, pc = _process(process_index, process_count)
+    n = len(source) if max_videos is None else min(len(source), max_videos)
+    v = num_views(spec)
+    total = n * v
+    per_host = math.ceil(total / pc)
+    length = max(math.ceil(per_host / host_batch_size), 1) * host_batch_size
+    shard = range(pi, total, pc)
+    ds = grain.MapDataset.source(_Views(source, v, shard, length))
+    ds = ds.map(EvalTransform(spec)).batch(host_batch_size, drop_remainder=True)
+    return _finalize(ds, num_threads, num_workers, prefetch)
+
+
+def num_eval_batches(
+    num_videos: int, spec: EvalSpec, host_batch_size: int, process_count: int
+) -> int:
+    """Batches each host runs in one eval pass."""
+    per_host = math.ceil(num_videos * num_views(spec) / process_count)
+    return max(math.ceil(per_host / host_batch_size), 1)
+
+
+class InMemorySource:
+    """A random-access source over a list of example dicts (tests, small demos)."""
+
+    def __init__(self, examples: Sequence[dict]):
+        self.examples = list(examples)
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.examples[int(i)]
+
+    def __repr__(self) -> str:
+        return f"InMemorySource({len(self)} examples)"
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceInfo:
+    """What the trainer needs to know about a dataset besides its examples."""
+
+    label_names: tuple[str, ...]
+    flow_scale: float = preprocess.FLOW_BOUND
+    name: str = ""
+
+
+def load_source(dataset_cfg: Any, split: str, build: bool = True) -> tuple[Any, SourceInfo]:
+    """The random-access source of `split` for a config's `dataset` block, and its label names.
+
+    `synthetic_motion` is built with TFDS under `data_dir` if missing (or generated in memory with
+    `in_memory=True`); `video_folder` uses `i3d_jax.data.video_folder`; any other name is opened with
+    `tfds.data_source`. Frames are read still encoded (decoded per clip by the pipeline).
+    """
+    import tensorflow_datasets as tfds
+
+    name = dataset_cfg.name
+    data_dir = dataset_cfg.data_dir or None
+    cfg_name = dataset_cfg.builder_config or None
+    if name == "synthetic_motion":
+        from i3d_jax.data import synthetic_motion as sm
+
+        if dataset_cfg.in_memory:
+            bc = next(
+                c for c in sm.SyntheticMotion.BUILDER_CONFIGS if c.name == (cfg_name or "default")
+            )
+            videos, labels = sm.generate_dataset(bc, "train" if split == "train" else "validation")
+            src = InMemorySource(
+                [
+                    {"video": v, "label": int(y), "video_id": f"{split}_{i:06d}"}
+                    for i, (v, y) in enumerate(zip(videos, labels, strict=True))
+                ]
+            )
+            info = SourceInfo(tuple(sm.CLASS_NAMES[: bc.num_classes]), name=f"{name}/{bc.name}")
+            return src, info
+        builder = sm.SyntheticMotion(config=cfg_name, data_dir=data_dir, file_format="array_record")
+    elif name == "video_folder":
+        from i3d_jax.data import video_folder
+
+        kwargs = {"config": cfg_name} if cfg_name else {}
+        if getattr(dataset_cfg, "folder", ""):
+            kwargs["folder"] = dataset_cfg.folder
+        builder = video_folder.VideoFolder(data_dir=data_dir, **kwargs)
+    else:
+        builder = tfds.builder(name, config=cfg_name, data_dir=data_dir)
+    if build:
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(),
+        )
+    src = builder.as_data_source(split, deserialize_method=schema.RAW_DESERIALIZE)
+    meta = builder.info.metadata or {}
+    info = SourceInfo(
+        tuple(builder.info.features[schema.LABEL].names),
+        float(meta.get(schema.FLOW_SCALE_KEY, preprocess.FLOW_BOUND)),
+        name=f"{name}/{builder.builder_config.name if builder.builder_config else ''}",
+    )
+    return src, info
