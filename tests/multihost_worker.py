@@ -176,6 +176,10 @@ def _dist(port: str, pid: str, out: str) -> None:
             jax.tree_util.tree_flatten_with_path(params)[0]}  # fmt: skip
     if i == 0:
         pathlib.Path(out).write_text(json.dumps({"losses": losses, "params": flat}))
+    # Both processes finish together: one leaving the coordination service early fails the other.
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices("i3d_jax_test_done")
     jax.distributed.shutdown()
 
 
