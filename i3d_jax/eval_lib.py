@@ -247,17 +247,8 @@ def _abstract_state(config, model, tx, mesh):
     from i3d_jax import train_lib
 
     rng = jax.random.key(0)
-
-    def make(variables):
-        return {
-            "step": jnp.zeros((), jnp.int32),
-            "params": variables["params"],
-            "batch_stats": variables.get("batch_stats", {}),
-            "opt_state": tx.init(variables["params"]),
-        }
-
     abstract_vars = jax.eval_shape(lambda r: train_lib.init_variables(config, model, r), rng)
-    abstract = jax.eval_shape(make, abstract_vars)
+    abstract = jax.eval_shape(lambda v: train_lib.new_state(v, tx), abstract_vars)
     return None, sharding.state_shardings(abstract, mesh, config.mesh.fsdp_min_size), abstract
 
 

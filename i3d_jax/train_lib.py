@@ -305,16 +305,21 @@ def initial_variables(config: ml_collections.ConfigDict, model, rng: jax.Array) 
     return merge_variables(fresh, loaded, reinit)
 
 
+def new_state(variables: dict, tx) -> dict:
+    """The train state pytree: step, params, BatchNorm statistics, optimizer state."""
+    return {
+        "step": jnp.zeros((), jnp.int32),
+        "params": variables["params"],
+        "batch_stats": variables.get("batch_stats", {}),
+        "opt_state": tx.init(variables["params"]),
+    }
+
+
 def create_state(config, model, tx, mesh: Mesh, rng: jax.Array):
     """(state, state_shardings): the state built already sharded on the mesh."""
 
     def make(variables):
-        return {
-            "step": jnp.zeros((), jnp.int32),
-            "params": variables["params"],
-            "batch_stats": variables.get("batch_stats", {}),
-            "opt_state": tx.init(variables["params"]),
-        }
+        return new_state(variables, tx)
 
     abstract_vars = jax.eval_shape(lambda r: init_variables(config, model, r), rng)
     abstract = jax.eval_shape(make, abstract_vars)

@@ -4,32 +4,13 @@ import csv
 import json
 import sys
 
-import av
 import numpy as np
 import pytest
+from videos import write_video
 
 from i3d_jax import preprocess as pp
 from i3d_jax.data import build, catalog, schema
 from i3d_jax.data.video_folder import VideoFolder, scan
-
-CODEC = next(c for c in ("libx264", "mpeg4") if c in av.codecs_available)
-
-
-def write_video(path, frames: np.ndarray, fps: int = 25) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(CODEC, rate=fps)
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv420p"
-        if CODEC == "libx264":
-            stream.options = {"crf": "8", "preset": "ultrafast"}
-        else:
-            stream.bit_rate = 20_000_000
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
 
 
 def make_frames(t: int, offset: int, h: int = 48, w: int = 64) -> np.ndarray:

@@ -5,6 +5,7 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+from videos import write_video
 
 from i3d_jax import model, predict
 
@@ -39,21 +40,6 @@ def test_sample_clip_is_playing_cricket(shared_data, tmp_path, capsys):
     assert len(rec["top"]) == 3 and rec["top"][1]["prob"] < 0.02
     assert rec["logits_norm"] > 0
     assert "broken.mp4" in err and "missing.mp4" in err and "2 of 3 videos failed" in err
-
-
-def write_video(path, frames, fps=25):
-    import av
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=fps)
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"qscale": "2"}
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
 
 
 def test_chunks_average_per_time_logits(tmp_path):

@@ -4,27 +4,9 @@ import av
 import numpy as np
 import pytest
 from PIL import Image
+from videos import CODECS, write_video
 
 from i3d_jax import preprocess as pp
-
-CODECS = [c for c in ("libx264", "mpeg4") if c in av.codecs_available]
-
-
-def write_video(path, frames: np.ndarray, fps: int = 25, codec: str = CODECS[0]) -> None:
-    """Write uint8 RGB frames [T, H, W, 3] to `path` with PyAV (near-lossless settings)."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=fps)
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv420p"
-        if codec == "libx264":
-            stream.options = {"crf": "8", "preset": "ultrafast"}
-        else:
-            stream.bit_rate = 20_000_000
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
 
 
 def numbered_frames(t: int, h: int, w: int) -> np.ndarray:
