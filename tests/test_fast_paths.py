@@ -4,26 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import traverse_util
 
 from i3d_jax import deploy, model
 from i3d_jax.model import space_to_depth
-
-
-def randomize(variables, seed=0):
-    flat = traverse_util.flatten_dict(variables, sep="/")
-    rng = np.random.default_rng(seed)
-    out = {}
-    for name, v in flat.items():
-        if name.endswith("/var"):
-            out[name] = rng.uniform(0.5, 2.0, v.shape).astype(np.float32)
-        elif name.endswith(("/mean", "/bias", "/scale")):
-            out[name] = rng.normal(0.2 if name.endswith("scale") else 0, 0.3, v.shape).astype(
-                np.float32
-            ) + (1.0 if name.endswith("scale") else 0.0)
-        else:
-            out[name] = np.asarray(v)
-    return traverse_util.unflatten_dict(out, sep="/")
+from i3d_jax.weights.common import random_variables
 
 
 @pytest.mark.parametrize("size, stride", [((9, 20, 17), (2, 2, 2)), ((8, 15, 22), (1, 2, 2))])
@@ -56,7 +40,7 @@ def train_loss(params, net, variables, x):
 def plain():
     net = model.tiny(bn_scale=True)
     x = jnp.asarray(np.random.default_rng(1).uniform(-1, 1, (2, 16, 40, 36, 3)), jnp.float32)
-    variables = randomize(net.init(jax.random.key(0), x))
+    variables = random_variables(net)
     return net, variables, x
 
 

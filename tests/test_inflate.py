@@ -4,35 +4,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import traverse_util
 
 from i3d_jax import model
 from i3d_jax.inception2d import InceptionV1
 from i3d_jax.inflate import inflate, inflate_kernel
+from i3d_jax.weights.common import random_variables
 
 T, H, W = 40, 48, 64
-
-
-def random_variables(variables, seed=0):
-    """Random params and BN statistics (positive variances), so nothing is trivially zero."""
-    flat = traverse_util.flatten_dict(variables, sep="/")
-    rng = np.random.default_rng(seed)
-    out = {}
-    for name, v in flat.items():
-        if name.endswith("/var"):
-            out[name] = rng.uniform(0.5, 1.5, v.shape).astype(np.float32)
-        elif name.endswith("/mean") or name.endswith("/bias"):
-            out[name] = rng.normal(0, 0.1, v.shape).astype(np.float32)
-        else:
-            out[name] = np.asarray(v)
-    return traverse_util.unflatten_dict(out, sep="/")
 
 
 @pytest.fixture(scope="module")
 def nets():
     image = jnp.asarray(np.random.default_rng(1).uniform(-1, 1, (2, H, W, 3)), jnp.float32)
     net2d = InceptionV1(channels=model.tiny().channels, global_pool=True, num_classes=5)
-    vars2d = random_variables(net2d.init(jax.random.key(0), image))
+    vars2d = random_variables(net2d)  # random BN statistics too: nothing trivially zero
     return net2d, vars2d, image
 
 
