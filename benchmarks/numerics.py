@@ -1,12 +1,13 @@
 """Numerics of the fast paths on the current device, against the plain float32 model.
 
-    python benchmarks/numerics.py [--batch 2 --frames 32 --size 224 --steps 5]
+    python benchmarks/numerics.py [--variants t2c1,t2c --batch 2 --frames 32 --steps 5]
 
-Random weights with random BatchNorm statistics and a random clip. Reports, as one JSON line:
-max |logit difference| of (a) the fast float32 graph (space-to-depth conv1, folded BatchNorm,
-fused 1x1x1 convs) and (b) the fast bfloat16 graph, each against the plain float32 model; and
-the training loss curve of the plain float32 and fast bfloat16 step over a few SGD steps on the
-same batch (bf16 compute, float32 params/BN statistics/loss).
+Random weights with random BatchNorm statistics and a random clip. For each variant (a name
+from `benchmarks/throughput.py`'s `VARIANTS`) reports, as one JSON line: max |logit difference|
+of its inference graph (BatchNorm folded, 1x1x1 convs fused) in float32 and in bfloat16, each
+against the plain float32 model; and the training loss curve of the plain float32 step and the
+variant's bfloat16 step over a few SGD steps on the same batch (bf16 compute, float32 params,
+BN statistics and loss).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from flax import traverse_util
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from benchmarks.throughput import VARIANTS  # noqa: E402
 from i3d_jax import deploy, model  # noqa: E402
 
 
@@ -66,10 +68,12 @@ def loss_curve(net, variables, x, y, steps):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser()
+    p.add_argument("--preset", default="release", choices=list(model.PRESETS))
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--frames", type=int, default=32)
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--variants", default="t2c1")
     args = p.parse_args(argv)
     # The float32 reference in true float32 (GPUs otherwise use TF32 for float32 convs).
     jax.config.update("jax_default_matmul_precision", "highest")
@@ -77,23 +81,30 @@ def main(argv=None) -> int:
     x = jnp.asarray(
         rng.uniform(-1, 1, (args.batch, args.frames, args.size, args.size, 3)), jnp.float32
     )
-    y = jnp.asarray(rng.integers(0, 400, args.batch), jnp.int32)
-    plain = model.InceptionI3d()
+    plain = model.PRESETS[args.preset](time_to_channels="none")
+    y = jnp.asarray(rng.integers(0, plain.num_classes, args.batch), jnp.int32)
     variables = random_stats(jax.device_get(jax.jit(plain.init)(jax.random.key(0), x)))
     ref = np.asarray(jax.jit(plain.apply)(variables, x)[0])
-    out = {"benchmark": "numerics", "device": jax.devices()[0].device_kind, "jax": jax.__version__}
-    for dtype in ("float32", "bfloat16"):
-        fast = plain.clone(conv1_space_to_depth=True, dtype=jnp.dtype(dtype))
-        inf_net, inf_vars = deploy.to_inference(fast, variables)
-        got = np.asarray(jax.jit(inf_net.apply)(inf_vars, x)[0])
-        out[f"fast_{dtype}_max_abs_logit_diff"] = float(np.abs(got - ref).max())
+    out = {
+        "benchmark": "numerics",
+        "device": jax.devices()[0].device_kind,
+        "jax": jax.__version__,
+        "preset": args.preset,
+    }
     out["logit_scale"] = float(np.abs(ref).max())
     out["loss_plain_float32"] = loss_curve(plain, variables, x, y, args.steps)
-    fast_bf16 = plain.clone(conv1_space_to_depth=True, dtype=jnp.bfloat16)
-    out["loss_fast_bfloat16"] = loss_curve(fast_bf16, variables, x, y, args.steps)
-    out["max_abs_loss_diff"] = float(
-        np.abs(np.subtract(out["loss_plain_float32"], out["loss_fast_bfloat16"])).max()
-    )
+    for name in args.variants.split(","):
+        for dtype in ("float32", "bfloat16"):
+            fast = plain.clone(dtype=jnp.dtype(dtype), **VARIANTS[name])
+            inf_net, inf_vars = deploy.to_inference(fast, variables)
+            got = np.asarray(jax.jit(inf_net.apply)(inf_vars, x)[0])
+            out[f"{name}+fold_{dtype}_max_abs_logit_diff"] = float(np.abs(got - ref).max())
+        fast_bf16 = plain.clone(dtype=jnp.bfloat16, **VARIANTS[name])
+        curve = loss_curve(fast_bf16, variables, x, y, args.steps)
+        out[f"loss_{name}_bfloat16"] = curve
+        out[f"{name}_bfloat16_max_abs_loss_diff"] = float(
+            np.abs(np.subtract(out["loss_plain_float32"], curve)).max()
+        )
     print(json.dumps(out))
     return 0
 

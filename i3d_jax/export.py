@@ -70,9 +70,13 @@ def _write_json(path: pathlib.Path, obj: dict) -> None:
 
 
 def endpoint_fn(model: InceptionI3d, endpoint: str = "Logits") -> Callable:
-    """`f(variables, x [B, T, H, W, C]) -> the endpoint's array` (inference mode)."""
+    """`f(variables, x [B, T, H, W, C]) -> the endpoint's array` (inference mode).
+
+    Exports carry the release's plain 3D graph (`time_to_channels="none"`): it serves every
+    runtime, and the CPU rewrite's time slicing is not expressible over a symbolic clip length.
+    """
     final = "Logits" if endpoint == "Logits_per_time" else endpoint
-    model = model.clone(final_endpoint=final)
+    model = model.clone(final_endpoint=final, time_to_channels="none")
 
     def f(variables, x):
         _, endpoints = model.apply(variables, x)

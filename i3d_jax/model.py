@@ -21,6 +21,7 @@ from i3d_jax import schedules
 from i3d_jax.schedules import ENDPOINTS, RELEASE_CHANNELS, PoolingSchedule
 
 Dtype = Any
+TIME_TO_CHANNELS = ("auto", "none", "conv1", "all")
 
 # (branch, unit name, index into the channel tuple, kernel) of one Inception block.
 BRANCH_UNITS = (
@@ -81,8 +82,33 @@ def space_to_depth(x: jax.Array, kernel: jax.Array, stride: Sequence[int], pads)
     return x, k
 
 
+def time_to_channels(
+    x: jax.Array, kernel: jax.Array, stride: int, pad: tuple[int, int]
+) -> tuple[jax.Array, jax.Array]:
+    """Rewrites a 3D conv's time axis as channels: `[B, T, H, W, C]` -> `[B*T', H, W, kt*C]`.
+
+    Output frame t reads padded input frames `stride*t + j` for j < kt; those kt frames are
+    concatenated on channels and the kernel `[kt, kh, kw, C, O]` becomes `[kh, kw, kt*C, O]`, so a
+    2D conv over frames in the batch equals the 3D conv. Returns the rewritten input and kernel.
+    """
+    kt = kernel.shape[0]
+    x = jnp.pad(x, ((0, 0), pad, (0, 0), (0, 0), (0, 0)))
+    frames = (x.shape[1] - kt) // stride + 1
+    taps = [
+        jax.lax.slice_in_dim(x, j, j + stride * (frames - 1) + 1, stride, axis=1) for j in range(kt)
+    ]
+    x = jnp.concatenate(taps, axis=-1) if kt > 1 else taps[0]
+    x = x.reshape(-1, *x.shape[2:])
+    kernel = jnp.moveaxis(kernel, 0, 2).reshape(*kernel.shape[1:3], -1, kernel.shape[-1])
+    return x, kernel
+
+
 class Conv(nn.Module):
     """N-d convolution with explicit (TF SAME) padding; optionally via space-to-depth.
+
+    `time_to_channels=True` computes a 3D conv as a 2D conv with the kernel's time taps folded
+    into channels (see `time_to_channels`): the same params and function, and far faster where
+    3D convolutions are poorly served (XLA:CPU; small channel counts).
 
     Parameters `kernel` `[*k, C_in, C_out]` and `bias`, named and initialised like `nn.Conv`.
     """
@@ -93,12 +119,14 @@ class Conv(nn.Module):
     padding: Sequence[tuple[int, int]]
     use_bias: bool = False
     space_to_depth: bool = False
+    time_to_channels: bool = False
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         nd = len(self.kernel_size)
+        batch = x.shape[0]
         kernel = self.param(
             "kernel",
             nn.initializers.lecun_normal(),
@@ -112,6 +140,9 @@ class Conv(nn.Module):
         )
         x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
         strides, padding = tuple(self.strides), list(self.padding)
+        if self.time_to_channels and nd == 3:
+            x, kernel = time_to_channels(x, kernel, strides[0], padding[0])
+            nd, strides, padding = 2, strides[1:], padding[1:]
         if self.space_to_depth and any(s > 1 for s in strides):
             x, kernel = space_to_depth(x, kernel, strides, padding)
             strides, padding = (1,) * nd, [(0, 0)] * nd
@@ -123,6 +154,8 @@ class Conv(nn.Module):
             padding,
             dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"),
         )
+        if nd < len(self.kernel_size):
+            y = y.reshape(batch, -1, *y.shape[1:])
         if bias is not None:
             y = y + bias.astype(self.dtype)
         return y
@@ -150,6 +183,7 @@ class Unit3D(nn.Module):
     bn_axis_name: str | None = None
     temporal_padding: str = "zeros"
     space_to_depth: bool = False
+    time_to_channels: bool = False
     fold_bn: bool = False
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
@@ -170,6 +204,7 @@ class Unit3D(nn.Module):
             pads,
             use_bias=self.use_bias or (self.use_batch_norm and self.fold_bn),
             space_to_depth=self.space_to_depth,
+            time_to_channels=self.time_to_channels,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name="conv_3d",
@@ -284,7 +319,11 @@ class InceptionI3d(nn.Module):
       dtype, param_dtype: compute and parameter dtypes; logits are always float32.
       ndim: 3 for I3D; 2 builds the 2D Inception-v1 source network with the same names.
       conv1_space_to_depth: compute Conv3d_1a_7x7 as a stride-1 conv on 2x2x2 blocks folded into
-        channels (same params, same function; much faster on GPUs than 3 input channels).
+        channels (same params, same function; 3 input channels serve accelerators poorly).
+      time_to_channels: which 3D convs run as 2D convs with their time taps folded into channels
+        (same params, same function): "none", "conv1" (Conv3d_1a_7x7 only), "all", or "auto"
+        (the measured fastest: "all" on CPU, where it is 2.5x faster; "none" elsewhere until
+        measured, see BENCHMARKS.md). Costs kt/st times each rewritten conv's input memory.
       remat: rematerialise each Inception block in the backward pass (long clips, less memory).
       fold_bn, fuse_1x1: the inference form made by `i3d_jax.deploy.to_inference`: BatchNorm
         folded into conv biases and each block's three input 1x1x1 convs run as one.
@@ -310,6 +349,7 @@ class InceptionI3d(nn.Module):
     param_dtype: Dtype = jnp.float32
     ndim: int = 3
     conv1_space_to_depth: bool = False
+    time_to_channels: str = "auto"
     remat: bool = False
     fold_bn: bool = False
     fuse_1x1: bool = False
@@ -318,6 +358,11 @@ class InceptionI3d(nn.Module):
         """Raises ValueError for a wrong rank, channel count, or a too-short/too-small clip."""
         sched = schedules.get_schedule(self.schedule)
         layout = "[B, T, H, W, C]" if self.ndim == 3 else "[B, H, W, C]"
+        if self.time_to_channels not in TIME_TO_CHANNELS:
+            raise ValueError(
+                f"unknown time_to_channels {self.time_to_channels!r}; expected one of "
+                f"{TIME_TO_CHANNELS}"
+            )
         if x.ndim != self.ndim + 2:
             raise ValueError(
                 f"expected input of rank {self.ndim + 2} {layout} with C={self.input_channels}, "
@@ -347,6 +392,12 @@ class InceptionI3d(nn.Module):
                     f"{sched.logits_pool[2]} logits pool: need at least {need} (or global_pool=True)"
                 )
 
+    def conv_rewrite(self) -> str:
+        """`time_to_channels` with "auto" resolved for the default backend."""
+        if self.time_to_channels == "auto":
+            return "all" if jax.default_backend() == "cpu" else "none"
+        return self.time_to_channels
+
     def unit(self) -> functools.partial:
         return functools.partial(
             Unit3D,
@@ -355,6 +406,7 @@ class InceptionI3d(nn.Module):
             bn_epsilon=self.bn_epsilon,
             bn_axis_name=self.bn_axis_name,
             temporal_padding=self.temporal_padding,
+            time_to_channels=self.conv_rewrite() == "all",
             fold_bn=self.fold_bn,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
@@ -375,10 +427,14 @@ class InceptionI3d(nn.Module):
         endpoints: dict[str, jax.Array] = {}
         for layer in schedules.layers(sched):
             if layer.kind == "conv":
+                first = layer.name == ENDPOINTS[0]
                 x = unit(
                     features=table[layer.name],
                     kernel=dims(layer.kernel),
                     stride=dims(layer.stride),
+                    space_to_depth=first and self.conv1_space_to_depth,
+                    time_to_channels=self.conv_rewrite() == "all"
+                    or (first and self.conv_rewrite() == "conv1"),
                     name=layer.name,
                 )(x, train)
             elif layer.kind == "pool":

@@ -1,0 +1,48 @@
+"""The GPU benchmark scripts run end to end on CPU (tiny preset): what a GPU session will run."""
+
+import json
+import pathlib
+import sys
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from benchmarks import numerics, throughput  # noqa: E402
+
+
+def last_json(capsys) -> dict:
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_throughput_variants_report_rows_with_plain_flops(capsys):
+    argv = "--preset tiny --batch 2 --frames 16 --size 32 --dtype float32 --steps 1 --warmup 1"
+    assert throughput.main([*argv.split(), "--variants", "plain,t2c1_s2d+fold"]) == 0
+    out = last_json(capsys)
+    rows = {(r["impl"], r["mode"]): r for r in out["results"]}
+    assert set(rows) == {
+        ("i3d_jax (plain, float32)", "inference"),
+        ("i3d_jax (plain, float32)", "train"),
+        ("i3d_jax (t2c1_s2d+fold, float32)", "inference"),
+    }
+    for (_, mode), r in rows.items():
+        assert r["clips_per_second"] > 0
+        # Every variant is charged the plain graph's FLOPs (the useful work), not its own.
+        assert r["gflop_per_clip"] == rows[("i3d_jax (plain, float32)", mode)]["gflop_per_clip"]
+    assert out["preset"] == "tiny" and out["shape"] == [16, 32, 32, 3]
+
+
+def test_throughput_rejects_unknown_variant():
+    with pytest.raises(SystemExit, match="unknown variant 'quick'"):
+        throughput.main("--preset tiny --frames 16 --size 32 --variants quick".split())
+
+
+def test_numerics_of_rewrites_against_plain_float32(capsys):
+    argv = "--preset tiny --batch 2 --frames 16 --size 32 --steps 3 --variants t2c1_s2d"
+    assert numerics.main(argv.split()) == 0
+    out = last_json(capsys)
+    for name in ("t2c1_s2d",):
+        assert out[f"{name}+fold_float32_max_abs_logit_diff"] < 1e-4 * out["logit_scale"] + 1e-5
+        assert out[f"{name}+fold_bfloat16_max_abs_logit_diff"] < 0.05 * out["logit_scale"]
+        assert len(out[f"loss_{name}_bfloat16"]) == 3
+        assert out[f"{name}_bfloat16_max_abs_loss_diff"] < 0.1
