@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from i3d_jax import schedules
+from i3d_jax.pooling import max_pool_same, same_padding
 from i3d_jax.schedules import ENDPOINTS, RELEASE_CHANNELS, PoolingSchedule
 
 Dtype = Any
@@ -30,13 +31,6 @@ BRANCH_UNITS = (
     ("Branch_2", (("Conv3d_0a_1x1", 3, 1), ("Conv3d_0b_3x3", 4, 3))),
     ("Branch_3", (("Conv3d_0b_1x1", 5, 1),)),
 )
-
-
-def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """TF "SAME" padding (extra element at the end) for one axis (works for symbolic sizes)."""
-    out = -(-size // stride)
-    total = max((out - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
 
 
 def space_to_depth(x: jax.Array, kernel: jax.Array, stride: Sequence[int], pads) -> tuple:
@@ -224,11 +218,6 @@ class Unit3D(nn.Module):
         if self.activation:
             x = nn.relu(x)
         return x
-
-
-def max_pool_same(x: jax.Array, window: Sequence[int], stride: Sequence[int]) -> jax.Array:
-    """Max-pool with TF SAME padding (padding never wins the max)."""
-    return nn.max_pool(x, tuple(window), strides=tuple(stride), padding="SAME")
 
 
 class Branch(nn.Module):
