@@ -134,7 +134,8 @@ class Conv(nn.Module):
         )
         x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
         strides, padding = tuple(self.strides), list(self.padding)
-        if self.time_to_channels and nd == 3:
+        # A 1x1x1 conv is a matmul either way (and measured slightly faster as a 3D conv).
+        if self.time_to_channels and nd == 3 and (self.kernel_size[0], strides[0]) != (1, 1):
             x, kernel = time_to_channels(x, kernel, strides[0], padding[0])
             nd, strides, padding = 2, strides[1:], padding[1:]
         if self.space_to_depth and any(s > 1 for s in strides):
