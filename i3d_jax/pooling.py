@@ -2,9 +2,9 @@
 
 XLA differentiates a max-pool through `select_and_scatter`, which XLA:CPU runs at about 100 ns
 per element: in a training step of the full I3D on CPU the pools' backward took longer than their
-convolutions' forward. `max_pool_window_taps` computes the same pool and the same gradient
-(including ties: the first maximum in row-major window order takes it, as `select_and_scatter`
-does) from one strided slice of the input per window offset.
+convolutions' forward. `max_pool_window_taps` computes the same pool from one strided slice of
+the input per window offset, keeps which slice held the maximum (the first, in row-major window
+order, on ties: as `select_and_scatter` does), and routes the gradient there.
 """
 
 from __future__ import annotations
@@ -60,45 +60,42 @@ def _taps(x: jax.Array, window: tuple, stride: tuple):
     taps = []
     for offset in itertools.product(*(range(k) for k in window)):
         limit = [o + s * (n - 1) + 1 for o, s, n in zip(offset, stride, outs, strict=True)]
-        taps.append(
-            (
-                offset,
-                jax.lax.slice(
-                    xp,
-                    (0, *offset, 0),
-                    (xp.shape[0], *limit, xp.shape[-1]),
-                    (1, *stride, 1),
-                ),
-            )
-        )
+        start, stop = (0, *offset, 0), (xp.shape[0], *limit, xp.shape[-1])
+        taps.append((offset, jax.lax.slice(xp, start, stop, (1, *stride, 1))))
     return xp, pads, taps
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
 def max_pool_window_taps(x: jax.Array, window: tuple, stride: tuple) -> jax.Array:
-    """`nn.max_pool(x, window, stride, "SAME")` with a gradient built from strided slices."""
+    """`nn.max_pool(x, window, stride, "SAME")` from strided slices, with an argmax gradient."""
     return _forward(x, window, stride)[0]
 
 
 def _forward(x, window, stride):
-    y = nn.max_pool(x, window, strides=stride, padding="SAME")
-    return y, (x, y)
+    """The max over the window's slices and which slice held it (the first, on ties)."""
+    _, pads, taps = _taps(x, window, stride)
+    y, which = taps[0][1], jnp.zeros(taps[0][1].shape, jnp.int8)
+    for k, (_, tap) in enumerate(taps[1:], start=1):
+        better = tap > y
+        y, which = jnp.where(better, tap, y), jnp.where(better, jnp.int8(k), which)
+    # The argmax is saved rather than recomputed: re-deriving it by comparing a recomputed
+    # input with `y` breaks when XLA rounds a fused recomputation differently.
+    return y, (which, x.shape, pads)
 
 
 def _backward(window, stride, residuals, g):
-    x, y = residuals
-    xp, pads, taps = _taps(x, window, stride)
-    taken = jnp.zeros(y.shape, bool)
-    grad = jnp.zeros(xp.shape, g.dtype)
-    for offset, tap in taps:
-        first = (tap == y) & ~taken
-        taken = taken | first
+    which, shape, pads = residuals
+    padded = [n + lo + hi for n, (lo, hi) in zip(shape[1:-1], pads, strict=True)]
+    grad = jnp.zeros((shape[0], *padded, shape[-1]), g.dtype)
+    for k, offset in enumerate(itertools.product(*(range(w) for w in window))):
         widths = [(0, 0, 0)]
-        for o, s, n, size in zip(offset, stride, y.shape[1:-1], xp.shape[1:-1], strict=True):
+        for o, s, n, size in zip(offset, stride, g.shape[1:-1], padded, strict=True):
             widths.append((o, size - o - s * (n - 1) - 1, s - 1))
         widths.append((0, 0, 0))
-        grad = grad + jax.lax.pad(jnp.where(first, g, 0).astype(g.dtype), g.dtype.type(0), widths)
-    index = tuple(slice(lo, lo + n) for (lo, _), n in zip(pads, x.shape[1:-1], strict=True))
+        grad = grad + jax.lax.pad(
+            jnp.where(which == k, g, 0).astype(g.dtype), g.dtype.type(0), widths
+        )
+    index = tuple(slice(lo, lo + n) for (lo, _), n in zip(pads, shape[1:-1], strict=True))
     return (grad[(slice(None), *index, slice(None))],)
 
 
