@@ -9,7 +9,7 @@ needs thousands of steps before evaluation-mode statistics are usable).
 
 All six classes (with the two rotations): `--config.dataset.builder_config=default
 --config.model.num_classes=6 --config.num_train_steps=500 --config.input.clip_length=16`
-(measured 0.975 video top-1 after 500 steps, 67 s with the dataset build on the 2-core CPU).
+(measured 0.975 video top-1 after 500 steps, 73 s with the dataset build on the 2-core CPU).
 """
 
 from configs import default
