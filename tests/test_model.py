@@ -13,7 +13,7 @@ from i3d_jax import model, schedules
 def tiny_and_vars():
     net = model.tiny()
     x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (2, 20, 40, 48, 3)), jnp.float32)
-    variables = net.init(jax.random.key(0), x)
+    variables = jax.jit(net.init)(jax.random.key(0), x)
     return net, variables, x
 
 

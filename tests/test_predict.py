@@ -48,7 +48,7 @@ def test_chunks_average_per_time_logits(tmp_path):
     path = tmp_path / "clip.mp4"
     write_video(path, frames)
     net = model.tiny(num_classes=4)
-    variables = net.init(jax.random.key(0), jnp.zeros((1, 16, 32, 32, 3)))
+    variables = jax.jit(net.init)(jax.random.key(0), jnp.zeros((1, 16, 32, 32, 3)))
     whole = predict.Classifier(net, variables, short_side=None, crop=32, chunk=1000)
     chunked = predict.Classifier(net, variables, short_side=None, crop=32, chunk=16)
     logits_whole, n = whole(path)
@@ -59,11 +59,14 @@ def test_chunks_average_per_time_logits(tmp_path):
         predict.preprocess.center_crop(predict.preprocess.load_video(path, short_side=None), 32)
     )[None]
     per_time = [
-        np.asarray(net.apply(variables, clip[:, a:b])[1]["Logits_per_time"][0])
+        np.asarray(jax.jit(net.apply)(variables, clip[:, a:b])[1]["Logits_per_time"][0])
         for a, b in ((0, 16), (16, 40))
     ]
     expected = np.concatenate(per_time).mean(0)
     np.testing.assert_allclose(logits_chunked, expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(
-        logits_whole, np.asarray(net.apply(variables, clip)[1]["Logits"][0]), rtol=1e-5, atol=1e-5
+        logits_whole,
+        np.asarray(jax.jit(net.apply)(variables, clip)[1]["Logits"][0]),
+        rtol=1e-5,
+        atol=1e-5,
     )
