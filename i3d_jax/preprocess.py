@@ -61,6 +61,7 @@ def load_video(
     start: float | None = None,
     end: float | None = None,
     max_frames: int | None = None,
+    allow_truncated: bool = False,
 ) -> np.ndarray:
     """Decode a video file to uint8 RGB frames `[T, H, W, 3]` (see the module docstring).
 
@@ -70,6 +71,8 @@ def load_video(
       short_side: the smaller side after resizing, in pixels; None keeps the size.
       start, end: keep frames with ``start <= t < end`` seconds; None means the beginning/end.
       max_frames: at most this many output frames.
+      allow_truncated: accept a stream that ends clearly before the frame count its container
+        declares (by default that is a `VideoDecodeError` naming both counts).
     Returns:
       ``np.uint8 [T, H, W, 3]``, ``T >= 1``.
     Raises:
@@ -78,7 +81,13 @@ def load_video(
     """
     frames = list(
         _iter_frames(
-            path, fps=fps, short_side=short_side, start=start, end=end, max_frames=max_frames
+            path,
+            fps=fps,
+            short_side=short_side,
+            start=start,
+            end=end,
+            max_frames=max_frames,
+            allow_truncated=allow_truncated,
         )
     )
     return np.stack(frames)
@@ -93,6 +102,7 @@ def iter_video_chunks(
     start: float | None = None,
     end: float | None = None,
     max_frames: int | None = None,
+    allow_truncated: bool = False,
 ) -> Iterator[np.ndarray]:
     """Stream a long video as consecutive uint8 chunks `[<=chunk_frames, H, W, 3]`.
 
@@ -103,7 +113,13 @@ def iter_video_chunks(
         raise ValueError(f"iter_video_chunks: chunk_frames must be >= 1, got {chunk_frames}")
     chunk = []
     for frame in _iter_frames(
-        path, fps=fps, short_side=short_side, start=start, end=end, max_frames=max_frames
+        path,
+        fps=fps,
+        short_side=short_side,
+        start=start,
+        end=end,
+        max_frames=max_frames,
+        allow_truncated=allow_truncated,
     ):
         chunk.append(frame)
         if len(chunk) == chunk_frames:
@@ -236,7 +252,9 @@ def _open(path):
     return container
 
 
-def _iter_frames(path, *, fps, short_side, start, end, max_frames) -> Iterator[np.ndarray]:
+def _iter_frames(
+    path, *, fps, short_side, start, end, max_frames, allow_truncated=False
+) -> Iterator[np.ndarray]:
     """Yield output frames one at a time (the single decode loop behind every public reader)."""
     if fps is not None and not fps > 0:
         raise ValueError(f"fps must be > 0 or None, got {fps}")
@@ -248,7 +266,7 @@ def _iter_frames(path, *, fps, short_side, start, end, max_frames) -> Iterator[n
         raise ValueError(f"max_frames must be >= 1 or None, got {max_frames}")
 
     try:
-        source = _pyav_frames(path, start)
+        source = _pyav_frames(path, start, allow_truncated)
         first = next(source, None)
     except VideoDecodeError:
         if str(path).lower().endswith(".gif"):
@@ -320,8 +338,13 @@ def _chain(first, rest):
     yield from rest
 
 
-def _pyav_frames(path, start):
-    """Yield ``(t_seconds, duration_seconds, av.VideoFrame)`` of the first video stream."""
+def _pyav_frames(path, start, allow_truncated=False):
+    """Yield ``(t_seconds, duration_seconds, av.VideoFrame)`` of the first video stream.
+
+    When the stream is decoded to its end and yields clearly fewer frames than the container
+    declares (fewer than 90% and more than 2 short), raise `VideoDecodeError` naming both counts,
+    unless `allow_truncated`. A consumer that stops early never reaches the check.
+    """
     import av
 
     container = _open(path)
@@ -338,7 +361,8 @@ def _pyav_frames(path, start):
                 container.seek(int((t0 + start - 1.0) / tb), stream=stream, backward=True)
             except av.error.FFmpegError:
                 container.seek(0, stream=stream)
-        last_t = None
+        declared = int(stream.frames or 0)
+        last_t, dur = None, 0.0
         for frame in container.decode(stream):
             if frame.pts is not None and tb:
                 t = frame.pts * tb - t0
@@ -353,12 +377,25 @@ def _pyav_frames(path, start):
             last_t = t
             decoded += 1
             yield t, dur, frame
+        # After a seek, the frames before `start` were not decoded: count by timestamp instead.
+        reached = decoded if start is None or last_t is None else round((last_t + dur) * rate)
+        if not allow_truncated and declared > 0 and _is_truncated(reached, declared):
+            raise VideoDecodeError(
+                path,
+                f"truncated: the stream ends after {reached} frames, but the container declares "
+                f"{declared} (pass allow_truncated=True, or --allow-truncated, to accept it)",
+            )
     except av.error.FFmpegError as e:
         raise VideoDecodeError(
             path, f"corrupted or truncated data after {decoded} decoded frames ({e})"
         ) from e
     finally:
         container.close()
+
+
+def _is_truncated(decoded: int, declared: int) -> bool:
+    """Clearly fewer frames than declared: under 90% and more than 2 frames short."""
+    return decoded < 0.9 * declared and declared - decoded > 2
 
 
 def _pil_gif_frames(path):
