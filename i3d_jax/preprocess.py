@@ -22,14 +22,16 @@ Decoding (:func:`load_video`, :func:`iter_video_chunks`)
 
 RGB model input (the paper's recipe: 25 fps, smaller side 256, 224 crop)
     :func:`center_crop` (test) or :func:`random_crop` (train) on ``[..., H, W, C]``, then
-    :func:`to_float`: ``x / 127.5 - 1``, float in ``[-1, 1]``.
+    :func:`to_float`: ``x / 127.5 - 1``, float in ``[-1, 1]``. Crop positions, windows and flips
+    live in :mod:`i3d_jax.clips`.
 
 Flow model input
     Flow is pixel displacement ``[T, H, W, 2]`` (x, y). :func:`scale_flow` clips to
     ``[-FLOW_BOUND, FLOW_BOUND] = [-20, 20]`` pixels and divides by 20, giving ``[-1, 1]``.
     For storage, :func:`quantize_flow` maps pixels to uint8 with ``round(f * 127 / bound) + 128``
-    (zero is exactly 128; step ``bound / 127`` pixels) and :func:`dequantize_flow` inverts it; the
-    ``bound`` used is recorded beside the data (dataset metadata ``flow_scale``).
+    (zero is exactly 128; step ``bound / 127`` pixels); :func:`dequantize_flow_pixels` inverts it
+    (pixels) and :func:`dequantize_flow_unit` gives the network's ``[-1, 1]``; the ``bound`` used
+    is recorded beside the data (dataset metadata ``flow_scale``).
 """
 
 from __future__ import annotations
@@ -37,8 +39,11 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
+
+from i3d_jax import clips
 
 FLOW_BOUND = 20.0
 _QUANT_LEVELS = 127.0
@@ -170,10 +175,9 @@ def resized_shape(height: int, width: int, short_side: int | None) -> tuple[int,
 def center_crop(frames: np.ndarray, size: int | tuple[int, int] = 224) -> np.ndarray:
     """Centre crop of `[..., H, W, C]` to `[..., size, size, C]` (extra pixel goes bottom/right)."""
     ch, cw = _pair(size)
-    h, w = frames.shape[-3], frames.shape[-2]
     _check_crop(frames.shape, ch, cw)
-    top, left = (h - ch) // 2, (w - cw) // 2
-    return frames[..., top : top + ch, left : left + cw, :]
+    box = clips.center_box(frames.shape[-3], frames.shape[-2], (ch, cw))
+    return clips.crop(frames, box, (ch, cw))
 
 
 def random_crop(
@@ -181,19 +185,26 @@ def random_crop(
 ) -> np.ndarray:
     """One random crop of `[..., H, W, C]` to `[..., size, size, C]`, the same for every frame."""
     ch, cw = _pair(size)
-    h, w = frames.shape[-3], frames.shape[-2]
     _check_crop(frames.shape, ch, cw)
-    top = int(rng.integers(0, h - ch + 1))
-    left = int(rng.integers(0, w - cw + 1))
-    return frames[..., top : top + ch, left : left + cw, :]
+    box = clips.random_box(frames.shape[-3], frames.shape[-2], (ch, cw), rng)
+    return clips.crop(frames, box, (ch, cw))
 
 
-def to_float(frames_uint8: np.ndarray, dtype=np.float32) -> np.ndarray:
-    """uint8 pixels in [0, 255] -> `dtype` in [-1, 1] (``x / 127.5 - 1``), same shape."""
-    frames_uint8 = np.asarray(frames_uint8)
-    if frames_uint8.dtype != np.uint8:
-        raise ValueError(f"to_float: expected uint8 frames, got {frames_uint8.dtype}")
-    return (frames_uint8.astype(np.float32) * (1.0 / 127.5) - 1.0).astype(dtype, copy=False)
+def to_float(frames: Any, dtype: Any = np.float32) -> Any:
+    """The one pixel contract: uint8 `[..., C]` in [0, 255] -> `dtype` in [-1, 1] (``x / 127.5 - 1``).
+
+    Works on numpy and jax arrays (also under jit). Floating input is taken as model input
+    already in [-1, 1] (e.g. scaled flow) and only cast to `dtype`; any other dtype raises.
+    """
+    if not hasattr(frames, "dtype"):
+        frames = np.asarray(frames)
+    if frames.dtype == np.uint8:
+        return (frames.astype(np.float32) * (1.0 / 127.5) - 1.0).astype(dtype)
+    if np.issubdtype(frames.dtype, np.floating) or str(frames.dtype) == "bfloat16":
+        return frames.astype(dtype)
+    raise ValueError(
+        f"to_float: expected uint8 pixels (or float model input in [-1, 1]), got {frames.dtype}"
+    )
 
 
 def scale_flow(flow_pixels: np.ndarray, bound: float = FLOW_BOUND) -> np.ndarray:
@@ -208,12 +219,17 @@ def quantize_flow(flow_pixels: np.ndarray, bound: float = FLOW_BOUND) -> np.ndar
     return (np.rint(flow * (_QUANT_LEVELS / bound)) + 128).astype(np.uint8)
 
 
-def dequantize_flow(flow_uint8: np.ndarray, bound: float = FLOW_BOUND) -> np.ndarray:
-    """Inverse of `quantize_flow`: uint8 -> float32 pixels (error at most ``bound / 254``)."""
+def dequantize_flow_pixels(flow_uint8: np.ndarray, bound: float = FLOW_BOUND) -> np.ndarray:
+    """Inverse of `quantize_flow`: uint8 -> float32 **pixels** (error at most ``bound / 254``)."""
     q = np.asarray(flow_uint8)
     if q.dtype != np.uint8:
-        raise ValueError(f"dequantize_flow: expected uint8, got {q.dtype}")
+        raise ValueError(f"dequantize_flow_pixels: expected uint8, got {q.dtype}")
     return (q.astype(np.float32) - 128.0) * np.float32(bound / _QUANT_LEVELS)
+
+
+def dequantize_flow_unit(flow_uint8: np.ndarray, bound: float = FLOW_BOUND) -> np.ndarray:
+    """uint8 flow stored with `bound` -> float32 network input in **[-1, 1]** (pixels / bound)."""
+    return scale_flow(dequantize_flow_pixels(flow_uint8, bound), bound)
 
 
 # --------------------------------------------------------------------------------------------

@@ -166,7 +166,7 @@ def test_flow_config_stores_quantised_flow(folder_tree, tmp_path, monkeypatch):
     assert ex["num_frames"] == 7
     png = schema.decode_frames(ex["video"])
     assert np.all(png[..., 2] == 0)
-    flow = pp.dequantize_flow(schema.decode_flow_frames(ex["video"]), 20.0)
+    flow = pp.dequantize_flow_pixels(schema.decode_flow_frames(ex["video"]), 20.0)
     expected = fake_flow(np.zeros((8, 48, 64, 3), np.uint8))
     np.testing.assert_allclose(flow, np.clip(expected, -20, 20), atol=20 / 254 + 1e-5)
 

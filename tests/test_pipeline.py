@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from i3d_jax import sharding
+from i3d_jax import preprocess, sharding
 from i3d_jax.data import pipeline, schema
 from i3d_jax.data.pipeline import EvalSpec, InMemorySource, TrainSpec
 
@@ -102,13 +102,19 @@ def test_flow_pipeline_outputs_two_float_channels_with_sign_rule():
     (b,) = _take(pipeline.train_dataset(src, spec, 8, seed=5, process_index=0, process_count=1), 1)
     assert b["video"].shape == (8, 4, 8, 8, 2) and b["video"].dtype == np.float32
     x = b["video"][..., 0].reshape(8, -1)
-    pos = pipeline.dequantize_flow(np.array([200, 128], np.uint8))
+    pos = pipeline.dequantize_flow_unit(np.array([200, 128], np.uint8))
     np.testing.assert_allclose(pos, [72 * 20 / 127 / 20, 0.0], rtol=1e-6)  # 72 steps of 20/127 px
     assert np.all(np.abs(b["video"]) <= 1.0)
     signs = np.sign(x[:, 0])
     assert set(signs) == {1.0, -1.0}
     np.testing.assert_allclose(np.abs(x), abs(pos[0]))
     np.testing.assert_allclose(b["video"][..., 1], pos[1])
+
+
+def test_one_to_float_and_unit_named_flow_helpers():
+    assert pipeline.to_float is preprocess.to_float
+    assert pipeline.dequantize_flow_unit is preprocess.dequantize_flow_unit
+    assert not hasattr(pipeline, "dequantize_flow") and not hasattr(preprocess, "dequantize_flow")
 
 
 def test_to_float_range():
@@ -181,8 +187,6 @@ def test_eval_whole_loops_and_centre_crops():
 
 
 def test_multiview_clip_starts_and_crops():
-    assert pipeline.clip_starts(100, 64, 3) == [0, 18, 36]
-    assert pipeline.clip_starts(10, 64, 4) == [0, 0, 0, 0]
     assert pipeline.crop_offsets(12, 20, 8, 3) == [(2, 0), (2, 6), (2, 12)]
     assert pipeline.crop_offsets(20, 12, 8, 3) == [(0, 2), (6, 2), (12, 2)]
 

@@ -179,19 +179,25 @@ def test_to_float_and_flow_scaling():
     )
     assert pp.to_float(x).dtype == np.float32
     assert pp.to_float(x, dtype=np.float16).dtype == np.float16
-    with pytest.raises(ValueError, match="uint8"):
-        pp.to_float(x.astype(np.float32))
+    # One contract (pipeline and preprocess): float input is model input already, only cast.
+    already = np.array([-1.0, 0.25, 1.0], np.float32)
+    np.testing.assert_array_equal(pp.to_float(already), already)
+    assert pp.to_float(already, np.float16).dtype == np.float16
+    with pytest.raises(ValueError, match="expected uint8 pixels"):
+        pp.to_float(x.astype(np.int32))
     flow = np.array([-35.0, -20.0, -5.0, 0.0, 2.5, 20.0, 40.0], np.float32)
     np.testing.assert_allclose(pp.scale_flow(flow), [-1, -1, -0.25, 0, 0.125, 1, 1])
     q = pp.quantize_flow(flow)
     np.testing.assert_array_equal(q, [1, 1, 96, 128, 144, 255, 255])
-    back = pp.dequantize_flow(q)
+    back = pp.dequantize_flow_pixels(q)
     np.testing.assert_allclose(back, np.clip(flow, -20, 20), atol=20 / 254 + 1e-6)
     assert back[3] == 0.0
+    np.testing.assert_allclose(pp.dequantize_flow_unit(q), pp.scale_flow(back))
+    assert pp.dequantize_flow_unit(q).max() == 1.0  # 255 -> 20 px -> 1.0
     fine = np.linspace(-20, 20, 1001, dtype=np.float32)
-    err = np.abs(pp.dequantize_flow(pp.quantize_flow(fine)) - fine).max()
+    err = np.abs(pp.dequantize_flow_pixels(pp.quantize_flow(fine)) - fine).max()
     assert err <= 20 / 254 + 1e-6
     q5 = pp.quantize_flow(fine, bound=5.0)
     np.testing.assert_allclose(
-        pp.dequantize_flow(q5, bound=5.0), np.clip(fine, -5, 5), atol=5 / 254 + 1e-6
+        pp.dequantize_flow_pixels(q5, bound=5.0), np.clip(fine, -5, 5), atol=5 / 254 + 1e-6
     )

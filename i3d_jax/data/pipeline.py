@@ -42,7 +42,7 @@ from typing import Any
 import grain
 import numpy as np
 
-from i3d_jax import preprocess
+from i3d_jax import clips, preprocess
 from i3d_jax.data import schema
 
 RGB, FLOW = "rgb", "flow"
@@ -78,41 +78,14 @@ class EvalSpec:
 # ----------------------------------------------------------------------------- pixel helpers
 
 
-def to_float(video: Any, dtype: Any = np.float32) -> Any:
-    """uint8 `[..., C]` in [0, 255] -> float in [-1, 1] (numpy or jax arrays; floats pass through)."""
-    if video.dtype == np.uint8:
-        return (video.astype(np.float32) * (1.0 / 127.5) - 1.0).astype(dtype)
-    return video.astype(dtype)
-
-
-def dequantize_flow(q: np.ndarray, flow_scale: float = preprocess.FLOW_BOUND) -> np.ndarray:
-    """Quantised uint8 flow `[..., 2]` (stored with bound `flow_scale`) -> float32 in [-1, 1]."""
-    return preprocess.scale_flow(preprocess.dequantize_flow(q, flow_scale))
+# One contract for pixels and flow (see `i3d_jax.preprocess` and `i3d_jax.clips`).
+to_float = preprocess.to_float
+dequantize_flow_unit = preprocess.dequantize_flow_unit
 
 
 def flip_clip(clip: np.ndarray, modality: str) -> np.ndarray:
     """Horizontal flip of a whole clip `[T, H, W, C]`; for flow the x channel changes sign."""
-    clip = clip[:, :, ::-1]
-    if modality == FLOW:
-        if clip.dtype == np.uint8:
-            raise ValueError("flip_clip: flow must be float (dequantised) before its x sign flips")
-        clip = clip.copy()
-        clip[..., 0] = -clip[..., 0]
-    return np.ascontiguousarray(clip)
-
-
-def clip_indices(
-    num_frames: int, length: int, start: int, loop: bool, video_id: str = ""
-) -> np.ndarray:
-    """Frame indices of a clip of `length` from `start`; short videos loop (or raise)."""
-    if num_frames <= 0:
-        raise ValueError(f"video {video_id!r} has no frames")
-    if num_frames < length and not loop:
-        raise ValueError(
-            f"video {video_id!r} has {num_frames} frames, shorter than clip_length={length} "
-            "and looping is off (set loop_short=True or a shorter clip_length)"
-        )
-    return (start + np.arange(length)) % num_frames
+    return clips.flip(clip, modality == FLOW)
 
 
 def _is_pixels(video) -> bool:
@@ -160,7 +133,7 @@ def _video_id(example: dict, index: int) -> str:
 
 def _finish(clip: np.ndarray, modality: str, flow_scale: float) -> np.ndarray:
     if modality == FLOW:
-        return dequantize_flow(clip, flow_scale)
+        return dequantize_flow_unit(clip, flow_scale)
     return np.ascontiguousarray(clip)
 
 
@@ -198,7 +171,7 @@ class TrainTransform(grain.transforms.RandomMap):
             if n >= s.clip_length
             else int(rng.integers(0, n))
         )
-        idx = clip_indices(n, s.clip_length, start, s.loop_short, vid)
+        idx = clips.window_indices(n, start, s.clip_length, s.loop_short, vid)
         if s.scale_jitter is not None:
             lo, hi = s.scale_jitter
             side = int(round(min(h, w) * rng.uniform(lo, hi)))
@@ -206,8 +179,7 @@ class TrainTransform(grain.transforms.RandomMap):
         else:
             side = s.crop_size
         _check_crop(h, w, side, vid)
-        top = int(rng.integers(0, h - side + 1))
-        left = int(rng.integers(0, w - side + 1))
+        top, left, _ = clips.random_box(h, w, side, rng)
         clip = _frames(example, idx, (top, left, side, side), s.modality)
         if side != s.crop_size:
             clip = _resize(clip, s.crop_size)
@@ -221,28 +193,11 @@ class TrainTransform(grain.transforms.RandomMap):
         }
 
 
-def _centre(h: int, w: int, size: int) -> tuple[int, int]:
-    return (h - size) // 2, (w - size) // 2
-
-
 def crop_offsets(h: int, w: int, size: int, num_crops: int) -> list[tuple[int, int]]:
     """(top, left) of 1 centre crop, or 3 crops along the longer side (start, centre, end)."""
-    ct, cl = _centre(h, w, size)
-    if num_crops == 1:
-        return [(ct, cl)]
-    if num_crops != 3:
+    if num_crops not in (1, 3):
         raise ValueError(f"num_crops must be 1 or 3, got {num_crops}")
-    if w >= h:
-        return [(ct, 0), (ct, cl), (ct, w - size)]
-    return [(0, cl), (ct, cl), (h - size, cl)]
-
-
-def clip_starts(num_frames: int, length: int, num_clips: int) -> list[int]:
-    """Start frames of `num_clips` uniformly spaced clips (all 0 for videos of <= `length`)."""
-    last = max(num_frames - length, 0)
-    if num_clips == 1:
-        return [last // 2]
-    return [int(round(i * last / (num_clips - 1))) for i in range(num_clips)]
+    return [(b.top, b.left) for b in clips.crop_boxes(h, w, size, num_crops)]
 
 
 class EvalTransform(grain.transforms.Map):
@@ -259,13 +214,13 @@ class EvalTransform(grain.transforms.Map):
         _check_crop(h, w, s.crop_size, vid)
         if s.protocol == "whole":
             start = max(n - s.max_frames, 0) // 2
-            idx = clip_indices(n, s.max_frames, start, True, vid)
-            top, left = _centre(h, w, s.crop_size)
+            idx = clips.window_indices(n, start, s.max_frames, True, vid)
+            top, left, _ = clips.center_box(h, w, s.crop_size)
             used = min(n, s.max_frames)
         else:
             clip_i, crop_i = divmod(view, s.num_crops)
-            start = clip_starts(n, s.clip_length, s.num_clips)[clip_i]
-            idx = clip_indices(n, s.clip_length, start, True, vid)
+            start = clips.uniform_starts(n, s.clip_length, s.num_clips)[clip_i]
+            idx = clips.window_indices(n, start, s.clip_length, True, vid)
             top, left = crop_offsets(h, w, s.crop_size, s.num_crops)[crop_i]
             used = min(n, s.clip_length)
         clip = _frames(example, idx, (top, left, s.crop_size, s.crop_size), s.modality)
