@@ -12,7 +12,7 @@ Used by the training/eval pipeline (`i3d_jax.data.pipeline`), feature extraction
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -74,6 +74,43 @@ def window_seconds(num_frames: int, starts: Sequence[int], window: int, fps: flo
     window is clipped to the video's end (a looped window ends where the video ends)."""
     s = np.asarray(starts, np.float64)
     return np.stack([s / fps, np.minimum(s + window, num_frames) / fps], axis=-1).reshape(-1, 2)
+
+
+class Windows:
+    """`window_starts` over a stream: cuts aligned chunks (one array per stream, same length)
+    into windows of `window` frames every `stride` frames, keeping only the frames a future
+    window needs; a stream shorter than `window` gives one looped window at `finish`."""
+
+    def __init__(self, window: int, stride: int):
+        self.window, self.stride = window, stride
+        self.buffers: dict[str, np.ndarray] = {}
+        self.offset = 0  # frame index of buffers[...][0]
+        self.total = 0  # frames seen
+        self.next_start = 0
+        self.emitted = 0
+
+    def push(self, chunk: dict[str, np.ndarray]) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        """Adds a chunk; yields `(start, {stream: [window, ...]})` for every window now complete."""
+        for s, x in chunk.items():
+            b = self.buffers.get(s)
+            self.buffers[s] = x if b is None or not len(b) else np.concatenate([b, x])
+        self.total += len(next(iter(chunk.values())))
+        while self.next_start + self.window <= self.total:
+            a = self.next_start - self.offset
+            yield self.next_start, {s: b[a : a + self.window] for s, b in self.buffers.items()}
+            self.emitted += 1
+            self.next_start += self.stride
+        drop = min(self.next_start - self.offset, self.total - self.offset)
+        if drop > 0:
+            self.buffers = {s: b[drop:] for s, b in self.buffers.items()}
+            self.offset += drop
+
+    def finish(self) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        """The one looped window of a video shorter than `window` (nothing otherwise)."""
+        if self.emitted == 0 and self.total > 0:
+            idx = window_indices(self.total, 0, self.window)
+            yield 0, {s: b[idx] for s, b in self.buffers.items()}
+            self.emitted = 1
 
 
 # ----------------------------------------------------------------------------- space

@@ -8,8 +8,8 @@ import jax
 import numpy as np
 import pytest
 
+from i3d_jax import clips, model, preprocess
 from i3d_jax import extract_features as ef
-from i3d_jax import model, preprocess
 from i3d_jax.weights import common
 
 W_, S_ = 16, 8  # window, stride (frames)
@@ -46,23 +46,26 @@ def videos(tmp_path_factory):
     return d
 
 
-def test_window_math():
-    assert ef.window_starts(50, 16, 8) == [0, 8, 16, 24, 32]
-    assert ef.window_starts(16, 16, 8) == [0] and ef.window_starts(10, 16, 8) == [0]
-    np.testing.assert_array_equal(ef.window_frames(10, 0, 16)[8:], [8, 9, 0, 1, 2, 3, 4, 5])
-    np.testing.assert_allclose(ef.timestamps(10, [0], 16, 25.0), [[0.0, 0.4]])
-    assert ef.crop_boxes(40, 56, 32, "three") == [(4, 0, False), (4, 12, False), (4, 24, False)]
-    ten = ef.crop_boxes(40, 56, 32, "ten")
-    assert len(ten) == 10 and ten[4] == (4, 12, False) and ten[9] == (4, 12, True)
-    with pytest.raises(ValueError, match="smaller than the 64x64 crop"):
-        ef.crop_boxes(40, 56, 64, "center")
+def test_streamed_windows_equal_window_starts():
+    # The streaming cutter gives exactly clips.window_starts' windows, for any chunking.
+    frames = np.arange(50)
+    for n, chunk, (w, st) in [(50, 7, (16, 8)), (50, 50, (16, 8)), (16, 3, (16, 8)),
+                              (10, 4, (16, 8)), (50, 5, (4, 11)), (1, 1, (16, 8))]:  # fmt: skip
+        cut = clips.Windows(w, st)
+        got = []
+        for a in range(0, n, chunk):
+            got += [(s, x["f"].tolist()) for s, x in cut.push({"f": frames[a : min(a + chunk, n)]})]
+            assert len(cut.buffers["f"]) < w + chunk  # bounded, whatever the length
+        got += [(s, x["f"].tolist()) for s, x in cut.finish()]
+        want = [(s, clips.window_indices(n, s, w).tolist()) for s in clips.window_starts(n, w, st)]
+        assert got == want, (n, chunk, w, st)
 
 
 def _direct(net, frames, start, box, endpoint="Mixed_4f"):
     """The endpoint of one window and crop, computed without the extractor, pooled."""
     m, variables = net
-    x = preprocess.to_float(frames)[ef.window_frames(len(frames), start, W_)]
-    x = ef.crop_clip(x, box, 32, flow=False)
+    x = preprocess.to_float(frames)[clips.window_indices(len(frames), start, W_)]
+    x = clips.crop(x, box, 32)
     out = _jit_endpoint(m.clone(final_endpoint=endpoint))(variables, x[None])
     return np.asarray(out).mean(axis=(1, 2, 3))[0]
 
@@ -91,7 +94,7 @@ def test_shapes_timestamps_and_values(net, videos, tmp_path):
     # Windows of both videos shared batches of 3 (5*3 + 1*3 crops): values equal a direct run.
     frames = preprocess.load_video(videos / "long.mp4", fps=25, short_side=40)
     assert frames.shape == (50, 40, 56, 3)
-    boxes = ef.crop_boxes(40, 56, 32, "three")
+    boxes = clips.crop_boxes(40, 56, 32, "three")
     for w, k in [(0, 0), (3, 2), (4, 1)]:
         np.testing.assert_allclose(
             feats[w, k], _direct(net, frames, 8 * w, boxes[k]), rtol=1e-4, atol=1e-5
@@ -174,7 +177,8 @@ def test_both_streams_with_injected_flow(net, videos, tmp_path):
     streams = {"rgb": net, "flow": (flow_net, flow_vars)}
     ids = {"rgb": "a", "flow": "b"}
     ef.extract([videos / "long.mp4"], tmp_path, streams, config, ids, fake_flow, progress=False)
-    assert calls == [(50, 40, 56, 3)]
+    assert sum(c[0] - 1 for c in calls) == 49  # flow of every pair, in chunks
+    assert all(c[1:] == (40, 56, 3) for c in calls)
     with np.load(tmp_path / "long.npz") as z:
         both, rgb, flow = z["features"], z["features_rgb"], z["features_flow"]
         assert str(z["stream"]) == "both" and json.loads(str(z["weights"])) == ids
@@ -187,3 +191,74 @@ def test_both_streams_with_injected_flow(net, videos, tmp_path):
     np.testing.assert_allclose(flow[0, 4], np.asarray(logits)[0], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(flow[0, 9], np.asarray(logits)[1], rtol=1e-4, atol=1e-5)
     assert np.abs(flow[0, 4] - flow[0, 9]).max() > 1e-4
+
+
+def test_other_settings_are_recomputed_or_refused(net, videos, tmp_path):
+    # Finding 5: a rerun with another endpoint used to report "skipped" and keep old features.
+    short = [videos / "short.mp4"]
+    first = ef.ExtractConfig(endpoint="Mixed_4f", **CONFIG)
+    ef.extract(short, tmp_path, {"rgb": net}, first, "w", progress=False)
+    with np.load(tmp_path / "short.npz") as z:
+        c = dict(net[0].channels)["Mixed_4f"]
+        assert z["features"].shape == (1, 1, sum((c[0], c[2], c[4], c[5])))
+        old_fp = str(z["settings_fingerprint"])
+        assert json.loads(str(z["settings"]))["endpoint"] == "Mixed_4f"
+    assert ef.extract(short, tmp_path, {"rgb": net}, first, "w", progress=False).skipped == [
+        "short.mp4"
+    ]
+
+    other = ef.ExtractConfig(endpoint="Logits", **CONFIG)
+    content = (tmp_path / "short.npz").read_bytes()
+    logs = []
+    refused = ef.extract(short, tmp_path, {"rgb": net}, other, "w", progress=False,
+                         log=logs.append, on_mismatch="refuse")  # fmt: skip
+    assert [n for n, _ in refused.failed] == ["short.mp4"] and not refused.written
+    assert "endpoint 'Mixed_4f' -> 'Logits'" in refused.failed[0][1]
+    assert (tmp_path / "short.npz").read_bytes() == content
+
+    again = ef.extract(short, tmp_path, {"rgb": net}, other, "w", progress=False, log=logs.append)
+    assert again.written == again.recomputed == ["short.mp4"] and not again.skipped
+    assert any("recomputing" in m and "endpoint 'Mixed_4f' -> 'Logits'" in m for m in logs)
+    with np.load(tmp_path / "short.npz") as z:
+        assert z["features"].shape == (1, 1, 10) and str(z["settings_fingerprint"]) != old_fp
+    # Other weights are other settings too.
+    assert ef.extract(short, tmp_path, {"rgb": net}, other, "w2", progress=False).recomputed
+
+
+def test_memory_does_not_grow_with_video_length(net, tmp_path):
+    # Finding 6: the whole video was decoded and converted to float32 before the first window.
+    import tracemalloc
+
+    write_video(tmp_path / "a.mp4", 40, seed=3)
+    write_video(tmp_path / "b.mp4", 600, seed=3)
+    config = ef.ExtractConfig(endpoint="Mixed_3c", window=16, stride=200, fps=25.0,
+                              short_side=40, crop_size=32, batch_size=2)  # fmt: skip
+    peaks = []
+    for name in ("a.mp4", "b.mp4"):
+        tracemalloc.start()
+        ef.extract([tmp_path / name], tmp_path / "out", {"rgb": net}, config, progress=False)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    with np.load(tmp_path / "out" / "b.npz") as z:
+        assert z["features"].shape[0] == 3  # windows at 0, 200, 400
+    # 600 frames of 40x56 float32 would be 16 MB; the streamed run stays near the short one.
+    assert peaks[1] < peaks[0] + 3_000_000, peaks
+
+
+def test_flow_stream_with_rgb_weights_is_refused_at_once(net, videos, tmp_path, capsys):
+    from i3d_jax.weights import orbax_dir
+
+    orbax_dir.save(net[1], net[0], tmp_path / "rgb_weights")
+    code = ef.main([str(videos), "--stream", "flow", "--flow-weights", str(tmp_path / "rgb_weights"),
+                    "--out", str(tmp_path / "out"), "--no-progress"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "error: --flow-weights" in err and "3 input channels" in err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
+    with pytest.raises(ValueError, match="needs a model with 2 input channels"):
+        ef.extract([videos / "short.mp4"], tmp_path / "o", {"flow": net}, progress=False)
+    for bad, why in [(["--window", "0"], "window must be >= 1"),
+                     (["--endpoint", "Mixed_9z"], "unknown endpoint"),
+                     (["--short-side", "100"], "smaller than crop_size")]:  # fmt: skip
+        code = ef.main([str(videos), "--weights", str(tmp_path / "rgb_weights"), "--out",
+                        str(tmp_path / "out"), *bad])  # fmt: skip
+        assert code == 2 and why in capsys.readouterr().err
