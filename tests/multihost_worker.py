@@ -54,10 +54,10 @@ class Micro(nn.Module):
 
 
 def install_micro() -> None:
-    """Registers `Micro` as the "micro" preset (train_lib and eval look presets up there)."""
-    from i3d_jax import train_lib
+    """Registers `Micro` as the model preset "micro" (configs name it: `model.preset="micro"`)."""
+    from i3d_jax.model import register_preset
 
-    train_lib.PRESETS = {**train_lib.PRESETS, "micro": Micro}
+    register_preset("micro", Micro)
 
 
 def micro_config(**overrides):
@@ -94,7 +94,8 @@ def micro_config(**overrides):
 
 
 def micro_source(n: int = 16, frames: int = 12, size: int = 10, seed: int = 0):
-    """An in-memory dataset: class k videos have brightness rising with k (learnable)."""
+    """An in-memory dataset: class k videos have brightness rising with k (learnable).
+    Returns (source, SourceInfo)."""
     from i3d_jax.data.pipeline import InMemorySource, SourceInfo
 
     rng = np.random.default_rng(seed)
@@ -136,9 +137,10 @@ def fixed_batches(steps: int, batch: int, seed: int = 0) -> list[dict]:
 def run_steps(config, batches: list[dict], mesh=None, process_slice: slice | None = None):
     """Runs the jitted train step over `batches` (each host feeding `process_slice` of every
     global batch). Returns (losses, final params as numpy)."""
-    from i3d_jax import sharding, train_lib
+    from i3d_jax import sharding
+    from i3d_jax.training import loop
 
-    s = train_lib.setup(config, mesh)
+    s = loop.setup(config, mesh)
     state, losses = s.state, []
     for b in batches:
         host = {k: v[process_slice] if process_slice is not None else v for k, v in b.items()}
@@ -152,6 +154,15 @@ def run_steps(config, batches: list[dict], mesh=None, process_slice: slice | Non
             lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)), state["params"]
         )
     return losses, params
+
+
+def micro_data(train=None, evaluate: bool = True, **kwargs):
+    """`video.Data` over `micro_source(**kwargs)`: train (unless `train` replaces it) and evaluate
+    (unless `evaluate=False`) on the same videos."""
+    from i3d_jax.training import video
+
+    src, info = micro_source(**kwargs)
+    return video.Data(src if train is None else train, src if evaluate else None, info)
 
 
 def restart_config():
@@ -188,14 +199,12 @@ def _train(workdir: str, out: str) -> None:
     install_micro()
     import os
 
-    from i3d_jax import train_lib
+    from i3d_jax.training import loop, video
 
     src, info = micro_source()
     delay = float(os.environ.get("I3D_TEST_READ_DELAY", "0"))
     train_src = SlowSource(src, delay) if delay else src
-    res = train_lib.train_and_evaluate(
-        restart_config(), workdir, train_source=train_src, eval_source=src, source_info=info
-    )
+    res = loop.train_and_evaluate(restart_config(), workdir, data=video.Data(train_src, src, info))
     params = jax.tree_util.tree_flatten_with_path(res["state"]["params"])[0]
     np.savez(out, **{"/".join(str(p.key) for p in k): np.asarray(v) for k, v in params})
 

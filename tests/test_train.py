@@ -1,15 +1,24 @@
 """Training machinery on 8 virtual CPU devices with the `Micro` stand-in model (see
 tests/multihost_worker.py): device-count and FSDP invariance, BatchNorm modes, gradient accumulation,
-multi-process, kill -9 + restart, SIGTERM, non-finite loss, and the user-facing errors."""
+multi-process, kill -9 + restart, SIGTERM, re-running a finished run, non-finite loss, the
+user-facing errors, and a second kind of model trained through the same loop (the `Task` interface).
 
+Session fixtures (tests/conftest.py) train `micro` once: `micro_reference` (4 steps, one device)
+and `micro_run` (the uninterrupted 12-step run with its evaluation)."""
+
+import json
+import math
 import os
 import pathlib
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 
+import flax.linen as nn
+import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,16 +27,19 @@ import pytest
 from multihost_worker import (
     ROOT,
     fixed_batches,
-    install_micro,
     micro_config,
+    micro_data,
     micro_source,
     restart_config,
     run_steps,
 )
 
-from i3d_jax import sharding, train_lib
+from i3d_jax import preprocess, sharding
+from i3d_jax.training import config as config_lib
+from i3d_jax.training import loop, state
+from i3d_jax.training.config import TrainingError
+from i3d_jax.weights import common
 
-install_micro()
 WORKER = str(pathlib.Path(__file__).with_name("multihost_worker.py"))
 
 
@@ -35,39 +47,37 @@ def _close(a, b, tol=1e-5):
     jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=tol, atol=tol), a, b)
 
 
-@pytest.fixture(scope="module")
-def reference():
-    """Loss curve and params of 4 steps on one device, global batch 8."""
-    mesh1 = sharding.make_mesh(devices=jax.devices()[:1])
-    return run_steps(micro_config(), fixed_batches(4, 8), mesh1)
+def _flat(params):
+    return {"/".join(str(p.key) for p in k): np.asarray(v) for k, v in
+            jax.tree_util.tree_flatten_with_path(params)[0]}  # fmt: skip
 
 
-def test_8_devices_match_1_device(reference):
-    losses1, params1 = reference
+def test_8_devices_match_1_device(micro_reference):
+    losses1, params1 = micro_reference
     losses8, params8 = run_steps(micro_config(), fixed_batches(4, 8))
     assert losses1[0] > losses1[-1]  # it learns
     np.testing.assert_allclose(losses8, losses1, rtol=1e-5)
     _close(params8, params1)
 
 
-def test_fsdp_matches_data_parallel(reference):
+def test_fsdp_matches_data_parallel(micro_reference):
     config = micro_config(**{"mesh.fsdp": 2, "mesh.fsdp_min_size": 1})
-    s = train_lib.setup(config)
+    s = loop.setup(config)
     kernel = s.state["params"]["Conv3d_1a"]["kernel"]
     assert kernel.sharding.spec == jax.sharding.PartitionSpec(None, None, None, None, "fsdp")
     assert s.mesh.shape == {"data": 4, "fsdp": 2}
     losses, params = run_steps(config, fixed_batches(4, 8))
-    np.testing.assert_allclose(losses, reference[0], rtol=1e-5)
-    _close(params, reference[1])
+    np.testing.assert_allclose(losses, micro_reference[0], rtol=1e-5)
+    _close(params, micro_reference[1])
 
 
-def _reference_grouped(config, state, batch, k):
+def _reference_grouped(config, train_state, batch, k):
     """Loss and BN running stats when each group of k examples is its own BatchNorm batch."""
-    model = train_lib.build_model(config)
-    variables = {"params": state["params"], "batch_stats": state["batch_stats"]}
+    model = state.build_model(config)
+    variables = {"params": train_state["params"], "batch_stats": train_state["batch_stats"]}
     ces, stats = [], []
     for g in range(0, len(batch["label"]), k):
-        x = train_lib.pipeline.to_float(jnp.asarray(batch["video"][g : g + k]))
+        x = preprocess.to_float(jnp.asarray(batch["video"][g : g + k]))
         (_, ep), upd = model.apply(variables, x, train=True, mutable=["batch_stats"])
         ces.append(optax.softmax_cross_entropy_with_integer_labels(ep["Logits"],
                                                                    batch["label"][g : g + k]))  # fmt: skip
@@ -81,13 +91,13 @@ def test_batchnorm_modes_compute_what_they_say(k):
     """k=0: global statistics; 1 and 2: groups inside a device (16 / 8 devices = 2 per device);
     4: groups spanning 2 devices (statistics averaged over the `bn` axis)."""
     config = micro_config(batch_size=16, **{"bn.group_size": k, "lr.base": 0.0})
-    s = train_lib.setup(config)
+    s = loop.setup(config)
     batch = fixed_batches(1, 16, seed=3)[0]
     expected_loss, expected_stats = _reference_grouped(config, s.state, batch, k or 16)
     global_loss, _ = _reference_grouped(config, s.state, batch, 16)
-    state, metrics = s.step_fn(s.state, sharding.global_batch(batch, s.mesh))
+    new_state, metrics = s.step_fn(s.state, sharding.global_batch(batch, s.mesh))
     np.testing.assert_allclose(float(metrics["loss"]), expected_loss, rtol=1e-5)
-    _close(jax.device_get(state["batch_stats"]), expected_stats)
+    _close(jax.device_get(new_state["batch_stats"]), expected_stats)
     if k:  # and it differs from global statistics
         assert abs(global_loss - expected_loss) > 1e-4
 
@@ -97,14 +107,15 @@ def test_grad_accumulation_averages_micro_batch_gradients():
     batch = fixed_batches(1, 16, seed=4)[0]
     losses, params = run_steps(config, [batch])
     # Reference: gradients of examples 0, 2, ..., 14 and 1, 3, ..., 15 (BatchNorm statistics per
-    # micro-batch), averaged, one SGD update.
-    ref = train_lib.setup(micro_config())
-    model = ref.model
-    p0 = jax.device_get(ref.state["params"])
-    bs = jax.device_get(ref.state["batch_stats"])
+    # micro-batch), averaged, one SGD update. The initial variables are the model's init (seed 0).
+    model = state.build_model(micro_config())
+    init = jax.jit(lambda r: state.init_variables(micro_config(), model, r))(
+        jax.random.key(0, impl="rbg")
+    )
+    p0, bs = jax.device_get(init["params"]), jax.device_get(init["batch_stats"])
 
     def loss(p, idx):
-        x = train_lib.pipeline.to_float(jnp.asarray(batch["video"][idx]))
+        x = preprocess.to_float(jnp.asarray(batch["video"][idx]))
         (_, ep), upd = model.apply({"params": p, "batch_stats": bs}, x, train=True,
                                    mutable=["batch_stats"])  # fmt: skip
         return optax.softmax_cross_entropy_with_integer_labels(
@@ -118,20 +129,19 @@ def test_grad_accumulation_averages_micro_batch_gradients():
     _close(params, expected)
 
 
-def test_weight_decay_mask_skips_bn_offsets_and_biases():
-    s = train_lib.setup(micro_config())
-    mask = train_lib.decay_mask(s.state["params"])
+def test_weight_decay_mask_skips_bn_offsets_and_biases(micro_reference):
+    mask = state.decay_mask(micro_reference[1])
     assert mask["Conv3d_1a"]["kernel"] and mask["Logits"]["kernel"]
     assert not mask["Logits"]["bias"] and not mask["BatchNorm_0"]["bias"]
 
 
 def test_lr_schedules():
     c = micro_config(num_train_steps=100, **{"lr.schedule": "step", "lr.boundaries": (50, 80)})
-    fn = train_lib.learning_rate_fn(c)
+    fn = state.learning_rate_fn(c)
     np.testing.assert_allclose([fn(0), fn(49), fn(50), fn(80), fn(99)],
                                [0.1, 0.1, 0.01, 0.001, 0.001], rtol=1e-6)  # fmt: skip
     c = micro_config(num_train_steps=100, **{"lr.schedule": "cosine", "lr.warmup_steps": 10})
-    fn = train_lib.learning_rate_fn(c)
+    fn = state.learning_rate_fn(c)
     np.testing.assert_allclose([fn(0), fn(10), fn(55), fn(100)], [0.01, 0.1, 0.05, 0.0], atol=1e-6)
 
 
@@ -148,7 +158,7 @@ def _env():
     return env
 
 
-def test_two_processes_train_together_and_match_single_process(reference, tmp_path):
+def test_two_processes_train_together_and_match_single_process(micro_reference, tmp_path):
     port, out = _free_port(), tmp_path / "dist.json"
     procs = [
         subprocess.Popen([sys.executable, WORKER, "dist", str(port), str(i), str(out)],
@@ -158,13 +168,9 @@ def test_two_processes_train_together_and_match_single_process(reference, tmp_pa
     logs = [p.communicate(timeout=300)[0].decode() for p in procs]
     codes = [p.returncode for p in procs]
     assert codes == [0, 0], f"exit codes {codes}\n" + "\n----\n".join(logs)
-    import json
-
     got = json.loads(out.read_text())
-    np.testing.assert_allclose(got["losses"], reference[0], rtol=1e-5)
-    flat = {"/".join(str(p.key) for p in k): v for k, v in
-            jax.tree_util.tree_flatten_with_path(reference[1])[0]}  # fmt: skip
-    for name, value in flat.items():
+    np.testing.assert_allclose(got["losses"], micro_reference[0], rtol=1e-5)
+    for name, value in _flat(micro_reference[1]).items():
         np.testing.assert_allclose(np.asarray(got["params"][name]), value, rtol=1e-5, atol=1e-6)
 
 
@@ -173,13 +179,8 @@ def _load_npz(path):
         return {k: z[k] for k in z.files}
 
 
-def test_kill_9_then_restart_equals_uninterrupted_run(tmp_path):
-    src, info = micro_source()
-    full = train_lib.train_and_evaluate(
-        restart_config(), tmp_path / "full", train_source=src, eval_source=src, source_info=info
-    )
-    expected = {"/".join(str(p.key) for p in k): np.asarray(v) for k, v in
-                jax.tree_util.tree_flatten_with_path(full["state"]["params"])[0]}  # fmt: skip
+def test_kill_9_then_restart_equals_uninterrupted_run(micro_run, tmp_path):
+    expected = _flat(micro_run[1]["state"]["params"])
     workdir, out = tmp_path / "killed", tmp_path / "params.npz"
     env = {**_env(), "I3D_TEST_READ_DELAY": "0.05"}
     proc = subprocess.Popen([sys.executable, WORKER, "train", str(workdir), str(out)], env=env,
@@ -200,8 +201,6 @@ def test_kill_9_then_restart_equals_uninterrupted_run(tmp_path):
     for name in expected:
         np.testing.assert_array_equal(got[name], expected[name])  # bit-identical on CPU
     # metrics.jsonl has each step once, in order, after the restart.
-    import json
-
     rows = [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines()]
     train_steps = [r["step"] for r in rows if "loss" in r]
     assert train_steps == list(range(1, 13))
@@ -223,26 +222,71 @@ class _SigtermAt:
         return self.source[i]
 
 
-def test_sigterm_saves_then_exits_and_resume_finishes(tmp_path):
-    src, info = micro_source()
-    config = micro_config(num_train_steps=12, **{"checkpoint.every_steps": 100})
+def test_sigterm_saves_then_exits_and_resume_equals_uninterrupted_run(micro_run, tmp_path):
+    src, _ = micro_source()
+    config = restart_config()
+    config.checkpoint.every_steps = 100  # the SIGTERM checkpoint is the only one
     config.input.prefetch = 1
-    res = train_lib.train_and_evaluate(
-        config, tmp_path, train_source=_SigtermAt(src, 5), eval_source=src, source_info=info
-    )
+    res = loop.train_and_evaluate(config, tmp_path, data=micro_data(train=_SigtermAt(src, 5)))
     assert res["interrupted"] and 1 <= res["steps"] < 12
     assert (tmp_path / "checkpoints" / str(res["steps"])).is_dir()
-    res2 = train_lib.train_and_evaluate(
-        config, tmp_path, train_source=src, eval_source=src, source_info=info
-    )
+    assert res["eval"] is None and not (tmp_path / "eval").exists()
+    res2 = loop.train_and_evaluate(config, tmp_path, data=micro_data())
     assert res2["steps"] == 12 and not res2["interrupted"]
+    expected = _flat(micro_run[1]["state"]["params"])
+    for name, value in _flat(res2["state"]["params"]).items():
+        np.testing.assert_array_equal(value, expected[name])
+    assert res2["eval"]["video_top1"] == micro_run[1]["eval"]["video_top1"]
+
+
+def test_sigterm_during_the_first_step_says_interrupted_with_its_loss(tmp_path):
+    """Issue 10, finding 11: a SIGTERM before the first log step printed 'final loss nan'."""
+    src, _ = micro_source()
+    config = micro_config(num_train_steps=12, log_every_steps=50, **{"checkpoint.every_steps": 50})
+    config.input.prefetch = 1
+    res = loop.train_and_evaluate(config, tmp_path, data=micro_data(train=_SigtermAt(src, 0)))
+    assert res["interrupted"] and res["steps"] == 1
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1]
+    assert math.isfinite(res["final_loss"]) and res["final_loss"] == rows[0]["loss"]
+    (line,) = loop.summary_lines(res)
+    assert line.startswith("trained 1 steps") and f"final loss {res['final_loss']:.4f}" in line
+    assert "interrupted by SIGTERM" in line and "resume" in line
+
+
+def _tree_listing(root: pathlib.Path) -> dict:
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in sorted(root.rglob("*"))
+            if p.is_file()}  # fmt: skip
+
+
+def test_rerunning_a_finished_run_does_nothing_and_succeeds(micro_run, tmp_path):
+    """Issue 10, finding 2: the second identical command failed with 'Checkpoint for step 400
+    already exists' (the final evaluation re-saved the best checkpoint)."""
+    workdir = tmp_path / "run"
+    shutil.copytree(micro_run[0], workdir)
+    before = _tree_listing(workdir)
+    res = loop.train_and_evaluate(restart_config(), workdir, data=micro_data())
+    assert res["finished_before"] and res["steps"] == 12 and not res["interrupted"]
+    assert res["eval"]["video_top1"] == micro_run[1]["eval"]["video_top1"]
+    after = _tree_listing(workdir)
+    changed = sorted(k for k in after if before.get(k) != after[k])
+    assert changed == ["config.json"], changed  # no step, checkpoint, metric or result redone
+    assert loop.summary_lines(res) == [
+        "already finished: 12 steps (nothing to do; results unchanged)"
+    ]
+    # Finished training whose final evaluation never completed: evaluated once, best not re-saved.
+    (workdir / "eval" / "results.json").unlink()
+    res = loop.train_and_evaluate(restart_config(), workdir, data=micro_data())
+    assert not res["finished_before"] and res["steps"] == 12
+    assert res["eval"]["video_top1"] == micro_run[1]["eval"]["video_top1"]
+    assert json.loads((workdir / "eval" / "results.json").read_text())["step"] == 12
+    assert sorted(p.name for p in (workdir / "best").iterdir()) == ["12"]
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
-    src, info = micro_source()
     config = micro_config(num_train_steps=20, **{"lr.base": 1e30, "checkpoint.every_steps": 1})
-    with pytest.raises(train_lib.TrainingError, match=r"non-finite loss .* at step (\d+)") as e:
-        train_lib.train_and_evaluate(config, tmp_path, train_source=src, source_info=info)
+    with pytest.raises(TrainingError, match=r"non-finite loss .* at step (\d+)") as e:
+        loop.train_and_evaluate(config, tmp_path, data=micro_data(evaluate=False))
     bad = int(str(e.value).split("at step ")[1].split(";")[0])
     steps = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
     assert steps[-1] == bad - 1
@@ -251,47 +295,46 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 
 def test_batch_not_divisible_by_devices():
     with pytest.raises(ValueError, match=r"batch_size=12 .* not divisible by the 8 devices"):
-        train_lib.setup(micro_config(batch_size=12))
+        loop.setup(micro_config(batch_size=12))
     with pytest.raises(ValueError, match=r"group_size=3"):
-        train_lib.setup(micro_config(batch_size=16, **{"bn.group_size": 3}))
+        loop.setup(micro_config(batch_size=16, **{"bn.group_size": 3}))
 
 
 def test_clip_longer_than_videos_without_looping(tmp_path):
-    src, info = micro_source(frames=6)
     config = micro_config(**{"input.loop_short": False})
     with pytest.raises(ValueError, match=r"has 6 frames, shorter than clip_length=9"):
-        train_lib.train_and_evaluate(config, tmp_path, train_source=src, source_info=info)
+        loop.train_and_evaluate(config, tmp_path, data=micro_data(evaluate=False, frames=6))
     assert not (tmp_path / "checkpoints" / "1").exists()
 
 
-def test_corrupted_checkpoint_dir(tmp_path):
-    src, info = micro_source()
-    config = micro_config(num_train_steps=2)
-    train_lib.train_and_evaluate(config, tmp_path, train_source=src, source_info=info)
-    for f in (tmp_path / "checkpoints" / "2" / "state").rglob("*"):
+def test_corrupted_checkpoint_dir(micro_run, tmp_path):
+    shutil.copytree(micro_run[0], tmp_path, dirs_exist_ok=True)
+    for f in (tmp_path / "checkpoints" / "12" / "state").rglob("*"):
         if f.is_file():
             f.write_bytes(b"garbage")
-    config.num_train_steps = 4
-    with pytest.raises(train_lib.TrainingError, match=r"cannot restore checkpoint step 2 from"):
-        train_lib.train_and_evaluate(config, tmp_path, train_source=src, source_info=info)
+    config = restart_config()
+    config.num_train_steps = 14
+    with pytest.raises(TrainingError, match=r"cannot restore checkpoint step 12 from"):
+        loop.train_and_evaluate(config, tmp_path, data=micro_data())
 
 
 def test_unwritable_workdir(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(PermissionError, match=r"workdir .*file/run' is not writable"):
-        train_lib.train_and_evaluate(micro_config(), blocker / "run")
+        loop.train_and_evaluate(micro_config(), blocker / "run")
 
 
 def test_bad_config_values_name_the_field():
     for overrides, field in (
         ({"model.schedule": "nope"}, "model.schedule"),
+        ({"model.preset": "nope"}, "model.preset"),
         ({"optimizer.name": "lamb"}, "optimizer.name"),
         ({"input.clip_length": 4}, "input.clip_length"),
         ({"eval.num_crops": 2}, "eval.num_crops"),
     ):
         with pytest.raises(ValueError, match=f"config.{field}="):
-            train_lib.validate_config(micro_config(**overrides))
+            config_lib.validate_config(micro_config(**overrides))
 
 
 def test_train_py_rejects_bad_field_name_and_value(tmp_path):
@@ -302,26 +345,28 @@ def test_train_py_rejects_bad_field_name_and_value(tmp_path):
     assert r.returncode != 0 and "presett" in r.stderr
     r = subprocess.run(base + ["--config.lr.schedule=linear"], capture_output=True, text=True,
                        cwd=ROOT, env=_env(), timeout=120)  # fmt: skip
-    assert r.returncode != 0 and "config.lr.schedule='linear'" in r.stderr
+    assert r.returncode != 0 and "error: config.lr.schedule='linear'" in r.stderr
+    assert "Traceback" not in r.stderr
     assert not any(tmp_path.iterdir())  # failed before any work
 
 
-def test_merge_variables_new_head_and_named_mismatches():
+def test_pretrained_merge_keeps_a_new_head_and_names_mismatches():
+    """One checked merge (`weights.common.merge`) for pretrained init and every weight format."""
     init = {"params": {"Conv": {"kernel": np.zeros((3, 2))}, "Logits": {"kernel": np.ones((2, 4))}}}
     loaded = {
         "params": {"Conv": {"kernel": np.full((3, 2), 7.0)}, "Logits": {"kernel": np.zeros((2, 9))}}
     }
-    out = train_lib.merge_variables(init, loaded, reinit_prefixes=("params/Logits",))
+    out = common.merge_onto(init, loaded, "src", keep=("params/Logits",))
     np.testing.assert_array_equal(out["params"]["Conv"]["kernel"], 7.0)
     np.testing.assert_array_equal(out["params"]["Logits"]["kernel"], 1.0)  # the new head
-    with pytest.raises(ValueError, match=r"shape mismatches \['params/Logits/kernel: \(2, 9\)"):
-        train_lib.merge_variables(init, loaded)
-    with pytest.raises(
-        ValueError, match=r"missing \['params/Conv/kernel'\], unexpected \['params/X'\]"
-    ):
-        train_lib.merge_variables(
-            init, {"params": {"X": np.zeros(1), "Logits": {}}}, ("params/Logits",)
-        )
+    with pytest.raises(ValueError, match=r"shape mismatches \(1\):\n    params/Logits/kernel: got "
+                       r"\(2, 9\), expected \(2, 4\)"):  # fmt: skip
+        common.merge_onto(init, loaded, "src")
+    with pytest.raises(ValueError) as e:
+        common.merge_onto(init, {"params": {"X": np.zeros(1), "Logits": {}}}, "src",
+                          keep=("params/Logits",))  # fmt: skip
+    assert "missing (1; model variables not in the file):\n    params/Conv/kernel" in str(e.value)
+    assert "unexpected (1; file tensors with no model variable):\n    params/X" in str(e.value)
 
 
 @pytest.mark.parametrize(
@@ -333,7 +378,7 @@ def test_configs_are_valid(name):
     import importlib
 
     c = importlib.import_module(f"configs.{name}").get_config()
-    train_lib.validate_config(c)
+    config_lib.validate_config(c)
     if name == "kinetics400_rgb":
         assert (c.batch_size, c.bn.group_size, c.optimizer.momentum) == (384, 6, 0.9)
         assert (c.optimizer.weight_decay, c.model.dropout_rate, c.input.clip_length) == (
@@ -341,7 +386,7 @@ def test_configs_are_valid(name):
             0.5,
             64,
         )
-        fn = train_lib.learning_rate_fn(c)
+        fn = state.learning_rate_fn(c)
         np.testing.assert_allclose(
             [fn(96_999), fn(97_000), fn(108_000)], [0.1, 0.01, 0.001], rtol=1e-6
         )
@@ -349,3 +394,84 @@ def test_configs_are_valid(name):
         assert c.num_train_steps == 155_000 and c.modality == "flow"
     if name.startswith("ablations.schedule"):
         assert c.model.schedule == "temporal_early"
+
+
+# ----------------------------------------------------------------------------- a second task
+
+
+class _MaskedMeanHead(nn.Module):
+    """[B, N, D] features + [B, N] mask -> logits [B, C]: masked mean over N, then Dense."""
+
+    num_classes: int = 2
+
+    @nn.compact
+    def __call__(self, features, mask):
+        pooled = (features * mask[..., None]).sum(1) / jnp.maximum(mask.sum(1, keepdims=True), 1)
+        return nn.Dense(self.num_classes, name="Logits")(pooled)
+
+
+class _FeatureTask:
+    """A temporal head over feature sequences, plugged into the unchanged loop."""
+
+    best_metric = "top1"
+    inputs = ("features", "mask")
+
+    @staticmethod
+    def examples(n=32, seed=0):
+        rng = np.random.default_rng(seed)
+        out = []
+        for i in range(n):
+            label, length = i % 2, 3 + i % 4
+            x = rng.normal(0, 1, (6, 5)).astype(np.float32) + (2.0 * label - 1.0)
+            x[length:] = 50.0  # padding the mask must hide
+            mask = (np.arange(6) < length).astype(np.float32)
+            out.append({"features": x, "mask": mask, "label": np.int32(label)})
+        return out
+
+    def build_model(self, config, bn_axis_name=None):
+        return _MaskedMeanHead(config.model.num_classes)
+
+    def init_variables(self, config, model, rng):
+        return {**model.init(rng, jnp.zeros((1, 6, 5)), jnp.ones((1, 6))), "batch_stats": {}}
+
+    def initial_variables(self, config, model, rng):
+        return None
+
+    def forward(self, config, model):
+        def fwd(variables, batch, train, rng):
+            logits = model.apply({"params": variables["params"]}, batch["features"], batch["mask"])
+            return logits, variables["batch_stats"]
+
+        return fwd
+
+    def per_example(self, logits, batch):
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
+        return loss, (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
+
+    def data(self, config):
+        return self.examples()
+
+    def train_iterator(self, config, data):
+        ds = grain.MapDataset.source(data).shuffle(seed=config.seed).repeat()
+        return iter(ds.batch(config.batch_size, drop_remainder=True))
+
+    def evaluate(self, config, model, variables, mesh, data, checkpoint=""):
+        batch = {k: np.stack([e[k] for e in data]) for k in ("features", "mask", "label")}
+        logits = self.forward(config, model)(variables, batch, False, None)[0]
+        return {"top1": float(np.mean(np.argmax(logits, -1) == batch["label"])), "n": len(data)}
+
+    def write_reports(self, outdir, results):
+        (pathlib.Path(outdir) / "n.txt").write_text(str(results["n"]))
+
+
+def test_a_second_task_trains_through_the_same_loop(tmp_path):
+    config = micro_config(num_train_steps=6, **{"model.num_classes": 2, "lr.base": 0.5})
+    res = loop.train_and_evaluate(config, tmp_path, task=_FeatureTask())
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in rows if "loss" in r]
+    assert len(losses) == 6 and losses[-1] < losses[0]
+    assert res["eval"]["top1"] == 1.0 and rows[-1]["val_top1"] == 1.0
+    assert (tmp_path / "best" / "6").is_dir() and (tmp_path / "eval" / "n.txt").read_text() == "32"
+    assert json.loads((tmp_path / "eval" / "results.json").read_text())["top1"] == 1.0
+    res = loop.train_and_evaluate(config, tmp_path, task=_FeatureTask())  # and it is finished
+    assert res["finished_before"] and res["eval"]["top1"] == 1.0

@@ -242,6 +242,31 @@ def merge(mapped: Mapped, target: Mapping) -> dict:
     return traverse_util.unflatten_dict(out, sep="/")
 
 
+def from_variables(variables: Mapping, origin: str, keep: Iterable[str] = ()) -> Mapped:
+    """A variables tree already named like ours (`{'params': ..., 'batch_stats': ...}`) as a
+    `Mapped`; paths starting with a `keep` prefix (e.g. "params/Logits") are dropped on purpose."""
+    out = Mapped(origin)
+    for path, value in traverse_util.flatten_dict(dict(variables), sep="/").items():
+        if any(path.startswith(prefix) for prefix in keep):
+            out.dropped.append(path)
+        else:
+            out.add(path, path, value)
+    return out
+
+
+def merge_onto(init: Mapping, loaded: Mapping, origin: str, keep: Iterable[str] = ()) -> dict:
+    """`loaded` onto the values of `init` through `merge` (every name and shape checked), except
+    paths under a `keep` prefix, which keep their `init` values (a new classifier head)."""
+    keep = tuple(keep)
+    flat = traverse_util.flatten_dict(dict(init), sep="/")
+    kept = {k: v for k, v in flat.items() if any(k.startswith(p) for p in keep)}
+    target = traverse_util.unflatten_dict({k: v for k, v in flat.items() if k not in kept}, sep="/")
+    merged = traverse_util.flatten_dict(
+        merge(from_variables(loaded, origin, keep), target), sep="/"
+    )
+    return traverse_util.unflatten_dict({**merged, **kept}, sep="/")
+
+
 def build(mapped: Mapped, ndim: int = 3, **overrides) -> tuple[InceptionI3d, dict]:
     """Infers the options, builds `InceptionI3d(**inferred, **overrides)` and merges the tensors.
 

@@ -1,0 +1,97 @@
+"""`eval.py`'s unit: evaluate a checkpoint (a workdir's best, else latest; an Orbax step
+directory; or a `load_pretrained` source), optionally fused with a second stream, and write
+`results.json` and the reports. Never imports the training loop."""
+
+from __future__ import annotations
+
+import functools
+import os
+import pathlib
+from typing import Any
+
+import flax.linen as nn
+import jax
+import ml_collections
+from jax.sharding import Mesh
+
+from i3d_jax import sharding
+from i3d_jax.data import pipeline
+from i3d_jax.training import checkpoints, evaluation, video
+from i3d_jax.training.config import load_config_file, validate_config
+from i3d_jax.weights import load_pretrained
+
+
+def load_variables(
+    config: ml_collections.ConfigDict,
+    checkpoint: str | os.PathLike,
+    model: nn.Module,
+    mesh: Mesh,
+    task: Any = None,
+) -> tuple[dict, str]:
+    """(variables placed on `mesh`, where they came from). `checkpoint`: a workdir (its best,
+    else latest checkpoint), an Orbax step directory, or a `load_pretrained` source."""
+    task = task or video.VideoClassification()
+    if pathlib.Path(checkpoint).exists():
+        found = checkpoints.find(checkpoint)
+        if found is None:
+            raise FileNotFoundError(f"no checkpoint found under {str(checkpoint)!r}")
+        mngr, step, where = found
+        init_fn = functools.partial(task.init_variables, config, model)
+        abstract = jax.eval_shape(init_fn, jax.random.key(0, impl="rbg"))
+        shardings = sharding.state_shardings(abstract, mesh, config.mesh.fsdp_min_size)
+        return checkpoints.restore_variables(mngr, step, abstract, shardings), str(where)
+    _, variables = load_pretrained(str(checkpoint))
+    return dict(variables), str(checkpoint)
+
+
+def evaluate_stream(
+    config: ml_collections.ConfigDict, checkpoint: str | os.PathLike, mesh: Mesh
+) -> tuple[dict, dict, str]:
+    """(predictions, results, where) of one stream on its config's eval split."""
+    source, info = pipeline.load_source(config.dataset, config.dataset.eval_split)
+    task = video.VideoClassification()
+    model = task.build_model(config)
+    variables, where = load_variables(config, checkpoint, model, mesh, task)
+    preds = video.predict(config, task.forward(config, model), variables, source, info, mesh)
+    summary = evaluation.summarize(preds, config.model.num_classes)
+    return preds, {**summary, **video.describe(config, info, where)}, where
+
+
+def evaluate(
+    config: ml_collections.ConfigDict,
+    workdir: str | os.PathLike,
+    checkpoint: str | None = None,
+    out: str | None = None,
+) -> dict:
+    """Evaluates `checkpoint` (default: `workdir`), optionally fused with a second stream
+    (`config.eval.fuse_with` + `config.eval.fuse_config`); writes results.json and reports."""
+    validate_config(config)
+    mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp)
+    preds, results, where = evaluate_stream(config, checkpoint or workdir, mesh)
+    if config.eval.fuse_with:
+        other_cfg = load_config_file(config.eval.fuse_config) if config.eval.fuse_config else config
+        validate_config(other_cfg)
+        other, other_res, other_where = evaluate_stream(other_cfg, config.eval.fuse_with, mesh)
+        weights = tuple(config.eval.fusion_weights)
+        fused = evaluation.fuse(
+            evaluation.video_logits(preds), evaluation.video_logits(other), weights
+        )
+        fused_res = evaluation.summarize(None, config.model.num_classes, video=fused)
+        other_name = other_cfg.modality + ("_2" if other_cfg.modality == config.modality else "")
+        results["streams"] = {
+            config.modality: evaluation.scalar_results(results),
+            other_name: evaluation.scalar_results(other_res),
+        }
+        results.update(
+            {k: v for k, v in fused_res.items() if k != "num_videos"},
+            clip_top1=None,
+            clip_top5=None,
+            protocol=results["protocol"] + " + late fusion",
+            fusion_weights=list(weights),
+            checkpoint=[where, other_where],
+        )
+    out_path = pathlib.Path(out) if out else checkpoints.Workdir.at(workdir).results
+    if jax.process_index() == 0:
+        evaluation.write_results(out_path, results)
+        evaluation.write_reports(out_path.parent, results)
+    return results

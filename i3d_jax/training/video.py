@@ -1,0 +1,213 @@
+"""The I3D task: video classification on clips (the `Task` the loop trains by default).
+
+Training batches are `{"video": uint8 or float [B, T, H, W, C], "label": int [B]}`; uint8 clips
+become [-1, 1] on the device. Evaluation (see `i3d_jax.data.pipeline`): "whole" runs each (looped
+to `eval.max_frames`) video through the fully convolutional network once, so clip and video metrics
+coincide; "multiview" runs `num_clips x num_crops` views and averages their logits per video.
+Mixed precision: `config.model.dtype` is the compute dtype; logits and the loss are float32.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from jax.sharding import Mesh
+
+from i3d_jax import preprocess, sharding
+from i3d_jax.data import pipeline
+from i3d_jax.training import evaluation, state, steps
+from i3d_jax.training.config import DTYPES
+
+EVAL_KEYS = ("video", "label", "index", "view", "mask")
+
+
+@dataclasses.dataclass(frozen=True)
+class Data:
+    """Random-access sources of examples (`{"video", "label", ...}`) and their label names."""
+
+    train: Any
+    eval: Any | None
+    info: pipeline.SourceInfo
+
+
+def load_data(config: ml_collections.ConfigDict) -> Data:
+    """The config's dataset (built with TFDS if missing); a missing eval split skips evaluation."""
+    train, info = pipeline.load_source(config.dataset, config.dataset.train_split)
+    return Data(train, load_eval_source(config), info)
+
+
+def load_eval_source(config: ml_collections.ConfigDict) -> Any | None:
+    if not config.dataset.eval_split:
+        return None
+    try:
+        return pipeline.load_source(config.dataset, config.dataset.eval_split)[0]
+    except (KeyError, ValueError) as e:  # a missing split only skips evaluation
+        print(f"warning: no evaluation: split {config.dataset.eval_split!r} unavailable ({e})")
+        return None
+
+
+def train_spec(config: ml_collections.ConfigDict, info: pipeline.SourceInfo) -> pipeline.TrainSpec:
+    jitter = None
+    if config.input.scale_jitter_min > 0:
+        jitter = (config.input.scale_jitter_min, config.input.scale_jitter_max)
+    return pipeline.TrainSpec(
+        clip_length=config.input.clip_length,
+        crop_size=config.input.crop_size,
+        loop_short=config.input.loop_short,
+        flip=config.input.flip,
+        scale_jitter=jitter,
+        modality=config.modality,
+        flow_scale=info.flow_scale,
+    )
+
+
+def eval_spec(config: ml_collections.ConfigDict, info: pipeline.SourceInfo) -> pipeline.EvalSpec:
+    e = config.eval
+    return pipeline.EvalSpec(
+        protocol=e.protocol,
+        crop_size=config.input.crop_size,
+        max_frames=e.max_frames,
+        clip_length=e.clip_length,
+        num_clips=e.num_clips,
+        num_crops=e.num_crops,
+        modality=config.modality,
+        flow_scale=info.flow_scale,
+    )
+
+
+def describe(config: ml_collections.ConfigDict, info: pipeline.SourceInfo, checkpoint: Any) -> dict:
+    """The protocol, checkpoint, dataset and label set that go beside the numbers."""
+    protocol = config.eval.protocol
+    if protocol != "whole":
+        protocol += f" ({config.eval.num_clips} clips x {config.eval.num_crops} crops)"
+    return {
+        "protocol": protocol,
+        "checkpoint": checkpoint,
+        "dataset": f"{info.name}:{config.dataset.eval_split}",
+        "label_set": list(info.label_names),
+        "modality": config.modality,
+    }
+
+
+class VideoClassification:
+    """I3D (any registered preset) trained with softmax cross-entropy on clip labels."""
+
+    best_metric = "video_top1"
+    inputs = ("video",)
+
+    def build_model(
+        self, config: ml_collections.ConfigDict, bn_axis_name: str | None = None
+    ) -> nn.Module:
+        return state.build_model(config, bn_axis_name)
+
+    def init_variables(
+        self, config: ml_collections.ConfigDict, model: nn.Module, rng: jax.Array
+    ) -> dict:
+        return state.init_variables(config, model, rng)
+
+    def initial_variables(
+        self, config: ml_collections.ConfigDict, model: nn.Module, rng: jax.Array
+    ) -> dict | None:
+        if config.init.method == "scratch":
+            return None
+        return state.initial_variables(config, model, rng)
+
+    def forward(self, config: ml_collections.ConfigDict, model: nn.Module) -> Callable:
+        dtype = DTYPES[config.model.dtype]
+
+        def fwd(variables, batch, train, rng):
+            x = preprocess.to_float(batch["video"], dtype)
+            if not train:
+                _, endpoints = model.apply(variables, x, train=False)
+                return endpoints["Logits"].astype(jnp.float32), variables["batch_stats"]
+            (_, endpoints), updates = model.apply(
+                variables, x, train=True, mutable=["batch_stats"], rngs={"dropout": rng}
+            )
+            return endpoints["Logits"].astype(jnp.float32), updates["batch_stats"]
+
+        return fwd
+
+    def per_example(self, logits: jax.Array, batch: dict) -> tuple[jax.Array, jax.Array]:
+        label = batch["label"]
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, label)
+        return loss, (jnp.argmax(logits, -1) == label).astype(jnp.float32)
+
+    def data(self, config: ml_collections.ConfigDict) -> Data:
+        return load_data(config)
+
+    def train_iterator(self, config: ml_collections.ConfigDict, data: Data) -> Iterator[dict]:
+        if len(data.info.label_names) > config.model.num_classes:
+            raise ValueError(
+                f"dataset has {len(data.info.label_names)} classes but config.model.num_classes="
+                f"{config.model.num_classes}"
+            )
+        ds = pipeline.train_dataset(
+            data.train,
+            train_spec(config, data.info),
+            config.batch_size // jax.process_count(),
+            seed=config.seed,
+            num_threads=config.input.num_threads,
+            num_workers=config.input.num_workers,
+            prefetch=config.input.prefetch,
+        )
+        return iter(ds)
+
+    def evaluate(
+        self,
+        config: ml_collections.ConfigDict,
+        model: nn.Module,
+        variables: dict,
+        mesh: Mesh,
+        data: Data,
+        checkpoint: Any = "",
+    ) -> dict | None:
+        if data.eval is None:
+            return None
+        preds = predict(config, self.forward(config, model), variables, data.eval, data.info, mesh)
+        summary = evaluation.summarize(preds, config.model.num_classes)
+        return {**summary, **describe(config, data.info, checkpoint)}
+
+    def write_reports(self, outdir: str | pathlib.Path, results: dict) -> None:
+        evaluation.write_reports(outdir, results)
+
+
+def predict(
+    config: ml_collections.ConfigDict,
+    forward: Callable,
+    variables: dict,
+    source: Any,
+    info: pipeline.SourceInfo,
+    mesh: Mesh,
+) -> dict:
+    """Logits of every real view on every process: numpy dict of `logits [N, C]`, `label`,
+    `index`, `view` (padding removed, sorted by (index, view))."""
+    ds = pipeline.eval_dataset(
+        source,
+        eval_spec(config, info),
+        config.eval.batch_size // jax.process_count(),
+        num_threads=config.input.num_threads,
+        num_workers=config.input.num_workers,
+        prefetch=config.input.prefetch,
+        max_videos=config.eval.max_videos or None,
+    )
+    step = steps.make_eval_step(forward, mesh, inputs=("video",))
+    parts: dict[str, list] = {}
+    for host in ds:
+        out = jax.device_get(step(variables, sharding.global_batch(
+            {k: host[k] for k in EVAL_KEYS}, mesh)))  # fmt: skip
+        for k, v in out.items():
+            parts.setdefault(k, []).append(np.asarray(v))
+    cat = {k: np.concatenate(v) for k, v in parts.items()}
+    real = cat.pop("mask") > 0
+    cat = {k: v[real] for k, v in cat.items()}
+    order = np.lexsort((cat["view"], cat["index"]))
+    return {k: v[order] for k, v in cat.items()}
