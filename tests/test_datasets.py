@@ -223,3 +223,84 @@ def test_build_cli(folder_tree, tmp_path, capsys):
     assert build.main(args + ["--short_side", "16", "--fps", "none"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["splits"] == {"train": 4, "validation": 2} and out["skipped"] == 1
+
+
+def _write_cut_faststart(path, frames: np.ndarray, keep: float = 0.3) -> None:
+    """An mp4 with its index at the front, cut to `keep` of its bytes: it still declares every
+    frame, but the stream ends early (a truncated download)."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.bit_rate = 4_000_000
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    data = path.read_bytes()
+    path.write_bytes(data[: int(keep * len(data))])
+
+
+def test_second_source_in_one_data_dir_is_refused_or_rebuilt(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from i3d_jax.data import pipeline, video_folder
+
+    for name, classes in (("first", ("jump", "run")), ("other", ("swim", "walk", "yawn"))):
+        for k, cls in enumerate(classes):
+            write_video(tmp_path / name / "train" / cls / f"{cls}.mp4", make_frames(6, 10 * k))
+    rng = np.random.default_rng(0)
+    noisy = np.clip(make_frames(60, 0).astype(int) + rng.integers(0, 60, (60, 48, 64, 3)), 0, 255)
+    _write_cut_faststart(tmp_path / "first" / "train" / "run" / "cut.mp4", noisy.astype(np.uint8))
+    data_dir = str(tmp_path / "tfds")
+    base = ["video_folder", "--data_dir", data_dir, "--fps", "none", "--short_side", "none"]
+
+    def run(*extra):
+        rc = build.main([*base, *extra])
+        captured = capsys.readouterr()
+        out = captured.out.strip().splitlines()
+        return rc, (json.loads(out[-1]) if rc == 0 else None), captured.err
+
+    first, other = tmp_path / "first", tmp_path / "other"
+    rc, out, _ = run("--manual_dir", str(first))
+    assert rc == 0 and out["splits"] == {"train": 2} and out["skipped"] == 1  # the cut file
+    skipped = VideoFolder(data_dir=data_dir).info.metadata["skipped"]["files"]
+    assert "truncated" in skipped[0]["reason"] and skipped[0]["path"].endswith("cut.mp4")
+    source = VideoFolder(data_dir=data_dir).info.metadata["source"]
+    assert source["path"] == str(first.resolve()) and source["files"] == 3
+
+    # Another folder into the same data_dir: refused, naming both (it used to reuse the first).
+    rc, _, err = run("--manual_dir", str(other))
+    assert rc == 1 and err.startswith("error: ") and "--rebuild" in err
+    assert (
+        f"built from {first.resolve()} (3 video files" in err
+        and f"not from {other.resolve()}" in err
+    )
+    rc, out, _ = run("--manual_dir", str(other), "--rebuild")
+    assert rc == 0 and out["splits"] == {"train": 3} and out["skipped"] == 0
+    rebuilt = VideoFolder(data_dir=data_dir)
+    assert rebuilt.info.features["label"].names == ["swim", "walk", "yawn"]
+    assert {ex["path"].split("/")[-1] for ex in read_all(rebuilt, "train").values()} == {
+        "swim.mp4",
+        "walk.mp4",
+        "yawn.mp4",
+    }
+    # The same source again is reused; other settings or changed files are refused.
+    assert run("--manual_dir", str(other))[0] == 0
+    rc, _, err = run("--manual_dir", str(other), "--max_frames", "4")
+    assert rc == 1 and "with settings" in err and "'max_frames': 4" in err
+    write_video(other / "train" / "swim" / "swim.mp4", make_frames(7, 3))
+    rc, _, err = run("--manual_dir", str(other))
+    assert rc == 1 and "its files changed since" in err
+
+    # A training run naming another folder refuses too, naming both.
+    cfg = SimpleNamespace(
+        name="video_folder", data_dir=data_dir, builder_config="", folder=str(first)
+    )
+    with pytest.raises(video_folder.SourceMismatchError, match="not from .*first"):
+        pipeline.load_source(cfg, "train")
+    # Truncated files are kept with --allow_truncated (a separate data_dir).
+    base[2] = str(tmp_path / "t3")
+    rc, out, _ = run("--manual_dir", str(first), "--allow_truncated")
+    assert rc == 0 and out["splits"] == {"train": 3} and out["skipped"] == 0

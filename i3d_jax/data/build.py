@@ -11,7 +11,9 @@ TensorFlow, see :mod:`i3d_jax.data.catalog`). Examples::
         --csv ~/k400/train.csv --csv ~/k400/validate.csv --strict
 
 Prints one progress bar per split and, at the end, the dataset directory, the split sizes and the
-number of skipped files.
+number of skipped files. A ``video_folder`` dataset already in ``--data_dir`` that was built from
+another source folder (or its files changed, or other settings) is an error naming both sources;
+``--rebuild`` deletes it and builds the new one.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import sys
 
 import tensorflow_datasets as tfds
 
-from i3d_jax.data import schema
+from i3d_jax.data import schema, video_folder
 from i3d_jax.data.synthetic_motion import SyntheticMotion
 from i3d_jax.data.video_folder import VideoFolder
 
@@ -61,6 +63,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--fps", type=_none_or(float), default=25.0, help="frame rate; none: native")
     g.add_argument("--short_side", type=_none_or(int), default=256, help="pixels; none: keep")
     g.add_argument("--max_frames", type=int, default=None)
+    g.add_argument(
+        "--allow_truncated", action="store_true", help="keep files that end before their length"
+    )
+    g.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="replace a dataset in --data_dir built from another source or settings",
+    )
     g = p.add_argument_group("synthetic_motion (override the config's fields)")
     g.add_argument("--num_classes", type=int)
     g.add_argument("--num_frames", type=int)
@@ -72,6 +82,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--rotation_deg", type=float)
     g.add_argument("--noise", type=float)
     return p.parse_args(argv)
+
+
+def _video_folder_kwargs(args: argparse.Namespace) -> dict:
+    return dict(
+        config=args.config or "rgb",
+        data_dir=args.data_dir,
+        folder=args.manual_dir,
+        csv=args.csv,
+        fps=args.fps,
+        short_side=args.short_side,
+        max_frames=args.max_frames,
+        strict=args.strict,
+        allow_truncated=args.allow_truncated,
+        progress=True,
+    )
 
 
 def make_builder(args: argparse.Namespace) -> tfds.core.DatasetBuilder:
@@ -93,17 +118,7 @@ def make_builder(args: argparse.Namespace) -> tfds.core.DatasetBuilder:
             config = dataclasses.replace(config, name=f"{name}_{suffix}", **overrides)
         return SyntheticMotion(config=config, data_dir=args.data_dir, progress=True)
     if args.name == "video_folder":
-        return VideoFolder(
-            config=args.config or "rgb",
-            data_dir=args.data_dir,
-            folder=args.manual_dir,
-            csv=args.csv,
-            fps=args.fps,
-            short_side=args.short_side,
-            max_frames=args.max_frames,
-            strict=args.strict,
-            progress=True,
-        )
+        return VideoFolder(**_video_folder_kwargs(args))
     from i3d_jax.data import catalog
 
     return catalog.builder(args.name, data_dir=args.data_dir, config=args.config)
@@ -111,10 +126,19 @@ def make_builder(args: argparse.Namespace) -> tfds.core.DatasetBuilder:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    builder = make_builder(args)
     tfds.disable_progress_bar()  # our builders show their own bar with a known total
     download_config = tfds.download.DownloadConfig(manual_dir=args.manual_dir)
-    builder.download_and_prepare(download_config=download_config)
+    try:
+        if args.name == "video_folder":
+            builder = video_folder.prepare(
+                rebuild=args.rebuild, download_config=download_config, **_video_folder_kwargs(args)
+            )
+        else:
+            builder = make_builder(args)
+            builder.download_and_prepare(download_config=download_config)
+    except (video_folder.SourceMismatchError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     info = builder.info
     skipped = info.metadata.get(schema.SKIPPED_KEY, {"count": 0}) if info.metadata else {}
     print(

@@ -61,6 +61,7 @@ WIDTH = "width"
 FLOW_SCALE_KEY = "flow_scale"
 MODALITY_KEY = "modality"
 SKIPPED_KEY = "skipped"
+SOURCE_KEY = "source"  # video_folder: the fingerprint of the source folder and settings
 
 
 #: ``builder.as_data_source(split, deserialize_method=RAW_DESERIALIZE)`` on an i3d_jax builder keeps

