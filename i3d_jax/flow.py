@@ -21,17 +21,15 @@ Frame pairs are vmapped in batches (`batch_size`); on CPU single pairs were fast
 
 CLI: `python -m i3d_jax.flow VIDEO --out FLOW.npz [--backend jax|opencv] [--fast]` writes `flow`
 (pixels) and `flow_scaled` (the network's [-1, 1] input) for the video as decoded by
-`i3d_jax.preprocess.load_video` (25 fps, short side 256).
+`i3d_jax.preprocess` (25 fps, short side 256); see `i3d_jax.flow_cli` (chunked, with progress).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
-import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -351,10 +349,13 @@ def opencv_available() -> bool:
     return True
 
 
-def _opencv_flow(gray: np.ndarray, params: TVL1Params) -> np.ndarray:
+def _opencv_flow(gray: np.ndarray, params: TVL1Params, progress: Callable[[int], object]):
     tvl1 = params.to_opencv()
     frames = gray.astype(np.uint8)
-    out = [tvl1.calc(frames[t], frames[t + 1], None) for t in range(len(frames) - 1)]
+    out = []
+    for t in range(len(frames) - 1):
+        out.append(tvl1.calc(frames[t], frames[t + 1], None))
+        progress(1)
     return np.stack(out).astype(np.float32)
 
 
@@ -366,6 +367,7 @@ def compute_flow(
     backend: str = "jax",
     params: TVL1Params | str = DEFAULT,
     batch_size: int | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> np.ndarray:
     """TV-L1 flow between consecutive frames.
 
@@ -386,12 +388,16 @@ def compute_flow(
         params = PRESETS[params]
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] < 2:
-        raise ValueError(f"expected uint8 RGB frames [T>=2, H, W, 3], got shape {frames.shape}")
+        raise ValueError(
+            f"expected uint8 RGB frames [T>=2, H, W, 3] (flow needs two frames), got shape "
+            f"{frames.shape}"
+        )
     if frames.dtype != np.uint8:
         raise ValueError(f"expected uint8 frames, got dtype {frames.dtype}")
     gray = to_gray(frames)
+    progress = progress or (lambda n: None)
     if backend == "opencv":
-        return _opencv_flow(gray, params)
+        return _opencv_flow(gray, params, progress)
     if backend != "jax":
         raise ValueError(f"unknown flow backend {backend!r}; expected one of {BACKENDS}")
     n = len(gray) - 1
@@ -403,47 +409,15 @@ def compute_flow(
         idx = np.minimum(np.arange(start, start + batch_size), n - 1)
         flow = tvl1_batch(gray[idx], gray[idx + 1], params)
         out.append(np.asarray(flow)[: min(batch_size, n - start)])
+        progress(len(out[-1]))
     return np.concatenate(out).astype(np.float32)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m i3d_jax.flow", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("video", help="a video file PyAV can decode")
-    parser.add_argument("--out", required=True, help="output .npz (flow, flow_scaled, metadata)")
-    parser.add_argument("--backend", choices=BACKENDS, default="jax")
-    parser.add_argument("--fast", action="store_true", help="fewer iterations (preset 'fast')")
-    parser.add_argument("--fps", type=float, default=25.0)
-    parser.add_argument("--short-side", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=None, help="default: 1 on CPU, 8 else")
-    args = parser.parse_args(argv)
+    """`python -m i3d_jax.flow` (see `i3d_jax.flow_cli`)."""
+    from i3d_jax import flow_cli
 
-    from i3d_jax import preprocess
-
-    try:
-        frames = preprocess.load_video(args.video, fps=args.fps, short_side=args.short_side)
-    except (preprocess.VideoDecodeError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    params = FAST if args.fast else DEFAULT
-    flow = compute_flow(frames, args.backend, params, args.batch_size)
-    meta = {
-        "backend": args.backend,
-        "params": dataclasses.asdict(params),
-        "fps": args.fps,
-        "short_side": args.short_side,
-        "layout": "[T-1, H, W, 2] (x, y) pixels from frame t to t+1",
-        "scaled": "clip to [-20, 20], divide by 20",
-    }
-    np.savez(
-        args.out,
-        flow=flow,
-        flow_scaled=np.asarray(preprocess.scale_flow(flow), np.float32),
-        meta=json.dumps(meta),
-    )
-    print(f"wrote {args.out}: flow {flow.shape}, backend {args.backend}")
-    return 0
+    return flow_cli.main(argv)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,13 @@
 """Classify videos: top-K classes per video with probabilities and logits.
 
     python -m i3d_jax.predict VIDEO... --weights i3d-jax:kinetics400 \
-        [--labels kinetics400_labels.txt] [--top 5] [--json]
+        [--labels kinetics400|FILE] [--top 5] [--json] [--chunk 256]
+
+Class names: `--labels` (a file, one name per line, or a shipped list `kinetics400` /
+`kinetics600`); by default the names stored in a converted directory's model card
+(`python -m i3d_jax.convert --labels`), the shipped Kinetics-400 list for `i3d-jax:kinetics400`,
+else `class_<i>`. Arguments, weights and labels are checked before any video is decoded; a bad
+one prints `error: ...` and exits with status 2.
 
 Each video goes through the input contract of `i3d_jax.preprocess` (25 fps, smaller side 256,
 centre 224 crop, [-1, 1]) and the network runs fully convolutionally over its whole length, the
@@ -18,7 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import pathlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -27,19 +33,30 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from i3d_jax import preprocess, schedules
+from i3d_jax import clips, labels, preprocess, schedules
 
 
-def read_labels(path: str | None, num_classes: int) -> list[str]:
-    """Class names, one per line; `class_<i>` when no file is given."""
-    if path is None:
-        return [f"class_{i}" for i in range(num_classes)]
-    names = [line.strip() for line in pathlib.Path(path).read_text().splitlines() if line.strip()]
-    if len(names) != num_classes:
-        raise ValueError(
-            f"label file {path} has {len(names)} names; the model has {num_classes} classes"
-        )
-    return names
+def read_labels(
+    path: str | None, num_classes: int, weights: str | os.PathLike | None = None
+) -> list[str]:
+    """Class names: from `path` (a file or a shipped list name), else the weights' own (see the
+    module docstring), else `class_<i>`; the count must equal `num_classes`."""
+    from i3d_jax.weights import KINETICS400, orbax_dir
+
+    if path is not None:
+        return labels.read(path, num_classes)
+    if weights is not None and orbax_dir.is_orbax_dir(weights):
+        names = orbax_dir.card_label_names(weights)
+        if names is not None:
+            if len(names) != num_classes:
+                raise ValueError(
+                    f"{weights}: the model card has {len(names)} class names for {num_classes} "
+                    "classes; pass --labels"
+                )
+            return names
+    if str(weights) == KINETICS400:
+        return labels.read("kinetics400", num_classes)
+    return [f"class_{i}" for i in range(num_classes)]
 
 
 class Classifier:
@@ -50,6 +67,11 @@ class Classifier:
         self.variables = variables
         self.fps, self.short_side, self.crop, self.chunk = fps, short_side, crop, chunk
         self.min_frames = schedules.min_frames(self.model.schedule)
+        if chunk < self.min_frames:
+            raise ValueError(
+                f"chunk must be at least {self.min_frames} frames (the shortest clip schedule "
+                f"{self.model.schedule!r} can classify), got {chunk}"
+            )
 
         @jax.jit
         def per_time_logits(v, clip):
@@ -64,8 +86,9 @@ class Classifier:
                 path, f"frames of {h}x{w} are smaller than the {self.crop} crop (set --short_side)"
             )
         if len(frames) < self.min_frames:  # loop short videos up to the minimum clip
-            frames = np.resize(frames, (self.min_frames, *frames.shape[1:]))
-        return preprocess.to_float(preprocess.center_crop(frames, self.crop))[None]
+            frames = frames[clips.window_indices(len(frames), 0, self.min_frames)]
+        box = clips.center_box(h, w, self.crop)
+        return preprocess.to_float(clips.crop(frames, box, self.crop))[None]
 
     def __call__(self, path) -> tuple[np.ndarray, int]:
         """(logits [num_classes] averaged over all time steps, number of frames decoded)."""
@@ -106,7 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("videos", nargs="+", help="video files (any FFmpeg format, or GIF)")
     parser.add_argument("--weights", required=True, help="i3d-jax:kinetics400 or a weights path")
-    parser.add_argument("--labels", default=None, help="class names, one per line")
+    parser.add_argument(
+        "--labels", default=None, help="kinetics400, kinetics600 or a file of class names"
+    )
     parser.add_argument("--top", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="one JSON object per video")
     parser.add_argument("--fps", type=float, default=25.0)
@@ -114,14 +139,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--crop", type=int, default=224)
     parser.add_argument("--chunk", type=int, default=256, help="frames per forward pass")
     args = parser.parse_args(argv)
+    for name, low in (("top", 1), ("chunk", 1), ("crop", 1), ("short_side", 1)):
+        if getattr(args, name) < low:
+            parser.error(f"--{name} must be >= {low}, got {getattr(args, name)}")
+    if not args.fps > 0:
+        parser.error(f"--fps must be > 0, got {args.fps}")
+    if args.short_side < args.crop:
+        parser.error(f"--short_side {args.short_side} is smaller than --crop {args.crop}")
 
     from i3d_jax.weights import load_pretrained
 
-    model, variables = load_pretrained(args.weights)
-    labels = read_labels(args.labels, model.num_classes)
-    classify = Classifier(
-        model, variables, fps=args.fps, short_side=args.short_side, crop=args.crop, chunk=args.chunk
-    )
+    try:
+        model, variables = load_pretrained(args.weights)
+        names = read_labels(args.labels, model.num_classes, args.weights)
+        classify = Classifier(
+            model, variables, fps=args.fps, short_side=args.short_side, crop=args.crop,
+            chunk=args.chunk,
+        )  # fmt: skip
+    except (ValueError, FileNotFoundError, RuntimeError, ImportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     failed = 0
     bar = tqdm(args.videos, unit="video", disable=len(args.videos) < 2, file=sys.stderr)
     for path in bar:
@@ -131,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             failed += 1
             tqdm.write(f"error: {path}: {err}", file=sys.stderr)
             continue
-        top = top_k(logits, labels, args.top)
+        top = top_k(logits, names, args.top)
         if args.json:
             record = {
                 "video": str(path),

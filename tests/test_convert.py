@@ -66,7 +66,12 @@ def test_convert_to_orbax_dir_round_trip(source, tmp_path):
     assert card["preprocessing"]["resize_smaller_side"] == 256
     assert card["preprocessing"]["center_crop"] == 224
     assert card["preprocessing"]["rgb_range"] == [-1.0, 1.0]
-    assert card["labels"] == {"name": "ten_labels", "path": str(labels), "num_labels": 10}
+    assert card["labels"] == {
+        "name": "ten_labels",
+        "path": str(labels),
+        "num_labels": 10,
+        "names": [f"class {i}" for i in range(10)],
+    }
     model2, got = load_pretrained(dest)
     assert model2 == model.clone(global_pool=False, bn_epsilon=1e-5)
     assert_same_tree(variables, got)

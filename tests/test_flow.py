@@ -166,3 +166,47 @@ def test_cli_writes_flow_and_scaled(synthetic, tmp_path):
     assert np.abs(pixels[0, 8:-8, 8:-8].mean((0, 1)) - [1.3, -0.6]).max() < 0.2  # lossy codec
     assert np.abs(pixels[1]).mean() < 0.05  # a repeated frame: no motion
     assert flow.main([str(tmp_path / "missing.mp4"), "--out", str(out)]) == 1
+
+
+def test_cli_chunks_progress_and_one_frame_video(tmp_path, capsys, monkeypatch):
+    # Finding 8: a one-frame video was a traceback; finding 10: no progress; finding 6: the
+    # whole video was decoded and its flow held at once. Chunks of 8 must give the same flow.
+    import av
+
+    from i3d_jax import flow_cli, preprocess
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (24, 60, 3)).astype(np.float32)
+    base = (base + np.roll(base, 1, 0) + np.roll(base, 1, 1)) / 3
+    video = tmp_path / "pan.mp4"
+    with av.open(str(video), "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 32, 24, "yuv420p"
+        stream.options = {"qscale": "2"}
+        for t in range(20):
+            img = np.ascontiguousarray(base[:, t : t + 32].astype(np.uint8))
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+        container.mux(stream.encode())
+    monkeypatch.setattr(flow_cli, "CHUNK_FRAMES", 8)
+    out = tmp_path / "pan.npz"
+    assert flow.main([str(video), "--out", str(out), "--backend", "opencv", "--fast",
+                      "--short-side", "24"]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "19/19" in err and "pair" in err  # the bar counted every pair
+    whole = flow.compute_flow(preprocess.load_video(video, short_side=24), "opencv", "fast")
+    with np.load(out) as z:
+        np.testing.assert_array_equal(z["flow"], whole)
+        np.testing.assert_array_equal(z["flow_scaled"], preprocess.scale_flow(whole))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pan.mp4", "pan.npz"]  # no leftovers
+
+    one = tmp_path / "one.mp4"
+    with av.open(str(one), "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 32, 24, "yuv420p"
+        frame = np.ascontiguousarray(base[:, :32].astype(np.uint8))
+        container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    assert flow.main([str(one), "--out", str(tmp_path / "one.npz"), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "error:" in err and "1 frame" in err and "at least 2" in err and "Traceback" not in err
+    assert not (tmp_path / "one.npz").exists()

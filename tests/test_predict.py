@@ -5,15 +5,21 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from videos import write_video
 
-from i3d_jax import model, predict
+from i3d_jax import convert, model, predict, samples
+from i3d_jax.weights import common, piergiaj
 
 
 def test_sample_clip_is_playing_cricket(shared_data, tmp_path, capsys):
+    # The shipped sample and the shipped Kinetics-400 names (used by default for these weights).
+    assert (
+        samples.CRICKET.read_bytes() == (shared_data / "v_CricketShot_g04_c01_rgb.gif").read_bytes()
+    )
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video")
-    gif = shared_data / "v_CricketShot_g04_c01_rgb.gif"
+    gif = samples.CRICKET
     code = predict.main(
         [
             str(gif),
@@ -21,8 +27,6 @@ def test_sample_clip_is_playing_cricket(shared_data, tmp_path, capsys):
             str(tmp_path / "missing.mp4"),
             "--weights",
             "i3d-jax:kinetics400",
-            "--labels",
-            str(shared_data / "kinetics400_labels.txt"),
             "--top",
             "3",
             "--json",
@@ -70,3 +74,54 @@ def test_chunks_average_per_time_logits(tmp_path):
         rtol=1e-5,
         atol=1e-5,
     )
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    """A tiny 10-class RGB model as a piergiaj .safetensors file, and a short video."""
+    d = tmp_path_factory.mktemp("tiny")
+    net = model.tiny()
+    piergiaj.save_safetensors(common.random_variables(net, seed=3), d / "tiny.safetensors")
+    rng = np.random.default_rng(1)
+    write_video(d / "clip.mp4", rng.integers(0, 255, (12, 40, 40, 3), dtype=np.uint8))
+    return d
+
+
+def test_bad_weights_labels_and_chunks_are_errors_not_tracebacks(tiny_weights, capsys):
+    # Findings 8 and 9: each of these used to end in a traceback or in a failure of every video.
+    clip, weights = str(tiny_weights / "clip.mp4"), str(tiny_weights / "tiny.safetensors")
+    common_args = ["--short_side", "32", "--crop", "32"]
+    cases = [
+        (["--weights", str(tiny_weights / "missing.pt")], "missing.pt"),
+        (["--weights", "i3d-jax:kinetics600"], "unknown weights name 'i3d-jax:kinetics600'"),
+        (["--weights", weights, "--labels", "kinetics600"], "600 names, but the model has 10"),
+        (["--weights", weights, "--labels", "no_such_labels.txt"], "label file not found"),
+        (["--weights", weights, "--chunk", "4"], "chunk must be at least 9 frames"),
+    ]
+    for args, message in cases:
+        assert predict.main([clip, *args, *common_args]) == 2, args
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err, (args, err)
+    for bad in (["--chunk", "0"], ["--top", "0"], ["--short_side", "16"]):
+        with pytest.raises(SystemExit) as exit_:
+            predict.main([clip, "--weights", weights, *common_args, *bad])
+        assert exit_.value.code == 2 and bad[0] in capsys.readouterr().err
+    net = model.tiny()
+    with pytest.raises(ValueError, match="at least 9 frames"):
+        predict.Classifier(net, {}, chunk=8)
+    assert predict.Classifier(net, {}, chunk=9).min_frames == 9
+
+
+def test_labels_stored_by_convert_are_used(tiny_weights, tmp_path, capsys):
+    names = [f"action {chr(97 + i)}" for i in range(10)]
+    (tmp_path / "names.txt").write_text("\n".join(names) + "\n")
+    dest = tmp_path / "converted"
+    src = str(tiny_weights / "tiny.safetensors")
+    assert convert.main([src, str(dest), "--labels", str(tmp_path / "names.txt")]) == 0
+    (tmp_path / "names.txt").unlink()  # the names travel in the card, not by path
+    clip = str(tiny_weights / "clip.mp4")
+    args = [clip, "--weights", str(dest), "--short_side", "32", "--crop", "32", "--json"]
+    assert predict.main(args) == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [t["label"] for t in record["top"]] == [names[t["index"]] for t in record["top"]]
+    assert predict.main([*args, "--labels", "kinetics400"]) == 2  # 400 names for 10 classes

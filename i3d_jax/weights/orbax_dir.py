@@ -2,7 +2,7 @@
 
     DEST/
       model_card.json   format, model options (rebuild the model from them), preprocessing,
-                        label set, source
+                        label set (name, path and the class names), source
       variables/        Orbax StandardCheckpointer tree {'params', 'batch_stats'}
 
 `save` writes it (the card last, so a directory with a card is complete); `load` rebuilds the
@@ -50,6 +50,10 @@ def model_card(
     label_names: list[str] | None = None,
 ) -> dict[str, Any]:
     """The card of `model`: format, options, preprocessing, label set (name/path), source."""
+    if labels is not None and label_names is None:
+        from i3d_jax import labels as shipped
+
+        label_names = shipped.read(labels)
     card: dict[str, Any] = {
         "format": FORMAT,
         "format_version": 1,
@@ -59,8 +63,10 @@ def model_card(
     }
     if labels is not None:
         card["labels"] = {"name": pathlib.Path(labels).stem, "path": os.fspath(labels)}
+        # The names themselves travel with the card (predict uses them by default).
         if label_names is not None:
             card["labels"]["num_labels"] = len(label_names)
+            card["labels"]["names"] = list(label_names)
     return card
 
 
@@ -82,14 +88,9 @@ def save(
         raise FileExistsError(f"{dest} exists and is not an empty directory; choose a new DEST")
     label_names = None
     if labels is not None:
-        label_names = [
-            ln.strip() for ln in pathlib.Path(labels).read_text().splitlines() if ln.strip()
-        ]
-        if len(label_names) != model.num_classes:
-            raise ValueError(
-                f"label file {labels} has {len(label_names)} names, expected {model.num_classes} "
-                "(the model's num_classes)"
-            )
+        from i3d_jax import labels as shipped
+
+        label_names = shipped.read(labels, model.num_classes)
     dest.mkdir(parents=True, exist_ok=True)
     tree = traverse_util.unflatten_dict(
         {k: np.asarray(v) for k, v in traverse_util.flatten_dict(dict(variables)).items()}
@@ -100,6 +101,12 @@ def save(
     card = model_card(model, source, labels, label_names)
     (dest / CARD).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     return dest
+
+
+def card_label_names(path: str | os.PathLike) -> list[str] | None:
+    """The class names stored in a directory's card (None when it has none)."""
+    names = (read_card(path).get("labels") or {}).get("names")
+    return [str(n) for n in names] if names else None
 
 
 def read_card(path: str | os.PathLike) -> dict[str, Any]:
