@@ -38,7 +38,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from i3d_jax import model  # noqa: E402
-from i3d_jax.weights import common, orbax_dir  # noqa: E402
+from i3d_jax.weights import common, piergiaj  # noqa: E402
 
 SAMPLE = ROOT.parent / "shared" / "data" / "v_CricketShot_g04_c01_rgb.gif"
 TOOLS = ("predict", "extract_features", "fvd", "flow", "fvd_mixed")
@@ -111,10 +111,12 @@ def measure(cmd: list[str], timeout: float) -> dict:
 
 
 def tiny_weights(dest: pathlib.Path) -> str:
-    """A tiny random I3D (10 classes) saved where `--weights` reads it (quick mode)."""
-    net = model.tiny(num_classes=10)
-    orbax_dir.save(common.random_variables(net, seed=0), net, dest)
-    return str(dest)
+    """A narrow random I3D (10 classes, the release's pooling) as piergiaj-layout safetensors,
+    which every tool's `--weights` reads (quick mode)."""
+    net = model.tiny(num_classes=10, global_pool=False)
+    path = dest.with_suffix(".safetensors")
+    piergiaj.save_safetensors(common.random_variables(net, seed=0), path)
+    return str(path)
 
 
 def tool_command(tool: str, video: pathlib.Path, work: pathlib.Path, weights: str) -> list[str]:

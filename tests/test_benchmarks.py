@@ -48,3 +48,21 @@ def test_numerics_of_rewrites_against_plain_float32(capsys):
         assert out[f"{name}+fold_bfloat16_max_abs_logit_diff"] < 0.05 * out["logit_scale"]
         assert len(out[f"loss_{name}_bfloat16"]) == 3
         assert out[f"{name}_bfloat16_max_abs_loss_diff"] < 0.1
+
+
+def test_memory_benchmark_quick_fvd_rows(capsys):
+    from benchmarks import memory
+
+    assert memory.main(["--quick", "--tools", "fvd"]) == 0
+    out = last_json(capsys)
+    rows = {(r["size"], r["seconds"]): r for r in out["rows"]}
+    assert set(rows) == {("64x48", 1.0), ("64x48", 2.0), ("160x96", 1.0)}
+    for r in rows.values():
+        assert r["rc"] == 0 and not r["timed_out"] and 100 < r["peak_rss_mib"] < 3000, r
+        assert r["protocol"] == "fvdall_10f" and r["fvd"] > 0
+    # Clips are the first 10 frames: a longer loop of the same content gives the same number
+    # (peak RSS at these tiny sizes is run-to-run noise of about 100 MiB; the real rows are in
+    # BENCHMARKS.md).
+    short, long = rows[("64x48", 1.0)], rows[("64x48", 2.0)]
+    assert long["fvd"] == short["fvd"] and long["frames"] == 2 * short["frames"]
+    assert rows[("160x96", 1.0)]["fvd"] != short["fvd"]
