@@ -1,27 +1,34 @@
-"""I3D (Inflated 3D ConvNet) in JAX/Flax."""
+"""I3D (Inflated 3D ConvNet) in JAX/Flax.
 
-from i3d_jax.inflate import inflate
-from i3d_jax.model import PRESETS, InceptionI3d, small, tiny
-from i3d_jax.schedules import ENDPOINTS, SCHEDULES, PoolingSchedule, get_schedule
+The names below are imported on first use (PEP 562), so `python -m i3d_jax.<module>` runs that
+module once, as `__main__`, without the package having imported it already.
+"""
 
-__all__ = [
-    "ENDPOINTS",
-    "PRESETS",
-    "SCHEDULES",
-    "InceptionI3d",
-    "PoolingSchedule",
-    "get_schedule",
-    "inflate",
-    "load_pretrained",
-    "small",
-    "tiny",
-]
+import importlib
+
+_EXPORTS = {
+    "ENDPOINTS": "i3d_jax.schedules",
+    "SCHEDULES": "i3d_jax.schedules",
+    "PoolingSchedule": "i3d_jax.schedules",
+    "get_schedule": "i3d_jax.schedules",
+    "PRESETS": "i3d_jax.model",
+    "InceptionI3d": "i3d_jax.model",
+    "small": "i3d_jax.model",
+    "tiny": "i3d_jax.model",
+    "inflate": "i3d_jax.inflate",
+    "load_pretrained": "i3d_jax.weights",
+}
+
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name):
-    # Weight loading pulls in optional formats; import it on first use.
-    if name == "load_pretrained":
-        from i3d_jax.weights import load_pretrained
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'i3d_jax' has no attribute {name!r}")
 
-        return load_pretrained
-    raise AttributeError(name)
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

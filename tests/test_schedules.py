@@ -86,3 +86,16 @@ def test_cli_table_and_json(capsys):
     assert doc["endpoints"][0]["stride"] == [1, 2, 2]
     assert schedules.main(["--schedule", "paper", "--frames", "8"]) == 2
     assert "need at least 9" in capsys.readouterr().err
+
+
+def test_module_cli_runs_without_the_sys_modules_warning():
+    # Finding 11: the package imported schedules eagerly, so `python -m` warned before running it.
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-W", "error::RuntimeWarning", "-m", "i3d_jax.schedules", "--json"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0 and "sys.modules" not in proc.stderr, proc.stderr
+    assert json.loads(proc.stdout)["min_frames"] == 9
