@@ -1,8 +1,8 @@
 """Every field of a training/eval run, with the paper's defaults where it has one.
 
 Variants import this file and override a few fields; `--config.a.b=value` overrides on the command
-line. The dict is locked: an unknown field name fails at parse time, and `i3d_jax.train_lib.
-validate_config` checks values (names of schedules, presets, ...) before any work starts.
+line. The dict is locked: an unknown field name fails at parse time, and `i3d_jax.training.
+config.validate_config` checks values (names of schedules, presets, ...) before any work starts.
 """
 
 import ml_collections
@@ -14,7 +14,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.modality = "rgb"  # "rgb" (3 channels) or "flow" (2 channels)
 
     c.model = ml_collections.ConfigDict()
-    c.model.preset = "release"  # i3d_jax.model.PRESETS: release | small | tiny
+    c.model.preset = "release"  # i3d_jax.model.PRESETS: release | small | tiny (+ register_preset)
     c.model.num_classes = 400
     c.model.schedule = "paper"  # i3d_jax.schedules.SCHEDULES
     c.model.dropout_rate = 0.5

@@ -1,15 +1,27 @@
 """Test setup: 8 virtual CPU devices (before the backend starts), float32 matmuls, shared paths,
 the `micro` stand-in model preset, and session fixtures that train it once for many tests."""
 
+import atexit
 import os
 import pathlib
+import shutil
+import tempfile
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+# One XLA compilation cache per test session, empty at the start (nothing carries over between
+# runs): a program compiled again, by another test or a test's subprocess (they inherit the
+# environment), is loaded instead of recompiled. The tiny networks' steps recur across tests.
+_CACHE = tempfile.mkdtemp(prefix="i3d_jax_xla_cache_")
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
+os.environ["I3D_TEST_CACHE_ALL"] = "1"  # tests/multihost_worker.py: cache every compile too
 
 import jax  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", 8)
 jax.config.update("jax_default_matmul_precision", "highest")
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
 
 import pytest  # noqa: E402
 from multihost_worker import (  # noqa: E402

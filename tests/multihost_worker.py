@@ -11,6 +11,7 @@ would take minutes to compile on a shared 2-core CPU.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import sys
 from typing import Any
@@ -197,7 +198,6 @@ def _dist(port: str, pid: str, out: str) -> None:
 def _train(workdir: str, out: str) -> None:
     jax.config.update("jax_num_cpu_devices", 8)
     install_micro()
-    import os
 
     from i3d_jax.training import loop, video
 
@@ -210,5 +210,8 @@ def _train(workdir: str, out: str) -> None:
 
 
 if __name__ == "__main__":
+    if os.environ.get("I3D_TEST_CACHE_ALL"):  # the test session's compilation cache, every entry
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
     mode, *args = sys.argv[1:]
     {"dist": _dist, "train": _train}[mode](*args)

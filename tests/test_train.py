@@ -272,12 +272,13 @@ def test_rerunning_a_finished_run_does_nothing_and_succeeds(micro_run, tmp_path)
     changed = sorted(k for k in after if before.get(k) != after[k])
     assert changed == ["config.json"], changed  # no step, checkpoint, metric or result redone
     assert loop.summary_lines(res) == [
-        "already finished: 12 steps (nothing to do; results unchanged)"
+        "already finished: 12 steps (nothing to train; results unchanged)"
     ]
     # Finished training whose final evaluation never completed: evaluated once, best not re-saved.
     (workdir / "eval" / "results.json").unlink()
     res = loop.train_and_evaluate(restart_config(), workdir, data=micro_data())
-    assert not res["finished_before"] and res["steps"] == 12
+    assert res["finished_before"] and res["evaluated_now"] and res["steps"] == 12
+    assert "final evaluation run now" in loop.summary_lines(res)[0]
     assert res["eval"]["video_top1"] == micro_run[1]["eval"]["video_top1"]
     assert json.loads((workdir / "eval" / "results.json").read_text())["step"] == 12
     assert sorted(p.name for p in (workdir / "best").iterdir()) == ["12"]

@@ -88,7 +88,7 @@ def train_and_evaluate(
 
     `data` overrides `task.data(config)` (tests); `stop_after` ends the loop after that many steps
     of this call. Returns `{"steps", "final_loss", "eval" (results or None), "wall_s", "state",
-    "interrupted", "finished_before"}`; a run already finished is not redone (`finished_before`).
+    "interrupted", "finished_before", "evaluated_now"}`; a finished run is not redone.
     """
     t_start = time.time()
     task = task or VideoClassification()
@@ -107,16 +107,14 @@ def train_and_evaluate(
         state = ckpt.restore(latest, s.abstract, s.shardings, data_iter)
         start = int(latest)
         print(f"Resumed from {wd.checkpoints} at step {start}", flush=True)
-    finished_before = start >= total and wd.results.exists()
+    finished_before = start >= total  # a re-run: no step is redone, no checkpoint re-saved
     if finished_before:
-        print(
-            f"The run in {wd.root} is finished ({total} steps); results: {wd.results}", flush=True
-        )
+        print(f"The run in {wd.root} finished its {total} steps before", flush=True)
     writer = run_utils.MetricWriter(wd.metrics, wd.tensorboard, start)
     end = total if stop_after is None else min(total, start + stop_after)
     step, last_loss = start, float("nan")
     with run_utils.PreemptionGuard() as guard:
-        bar = run_utils.progress_bar(config.progress, total, start)
+        bar = run_utils.progress_bar(config.progress and start < end, total, start)
         t_log, step_log = time.time(), start
         try:
             while step < end:
@@ -158,14 +156,15 @@ def train_and_evaluate(
             ckpt.wait()
             if bar is not None:
                 bar.close()
-    results = None
-    if step == total and not finished_before:
-        results = _evaluate(s, state, data, wd, ckpt, writer, step, final=True)
-    elif finished_before:
+    results, evaluated_now = None, False
+    if finished_before and wd.results.exists():
         results = json.loads(wd.results.read_text())
+    elif step == total:  # the final evaluation (also of a finished run that lacks it)
+        results = _evaluate(s, state, data, wd, ckpt, writer, step, final=True)
+        evaluated_now = results is not None
     writer.close()
     ckpt.close()
-    if jax.process_index() == 0 and wd.metrics.exists() and not finished_before:
+    if jax.process_index() == 0 and wd.metrics.exists() and (step > start or evaluated_now):
         try:
             plots.plot_metrics(wd.metrics, wd.plot)
         except Exception as e:  # noqa: BLE001 - a plot never fails a run
@@ -178,6 +177,7 @@ def train_and_evaluate(
         "state": state,
         "interrupted": guard.signal is not None,
         "finished_before": finished_before,
+        "evaluated_now": evaluated_now,
     }
 
 
@@ -200,7 +200,8 @@ def _evaluate(s: Setup, state, data, wd, ckpt, writer, step: int, final: bool) -
 def summary_lines(out: dict) -> list[str]:
     """What `train.py` prints about a run's end: steps, time, loss, how it ended."""
     if out.get("finished_before"):
-        return [f"already finished: {out['steps']} steps (nothing to do; results unchanged)"]
+        done = "final evaluation run now" if out.get("evaluated_now") else "results unchanged"
+        return [f"already finished: {out['steps']} steps (nothing to train; {done})"]
     line = (
         f"trained {out['steps']} steps in {out['wall_s']:.0f} s; final loss {out['final_loss']:.4f}"
     )
