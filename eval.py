@@ -13,9 +13,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from i3d_jax import sharding
-from i3d_jax.training import evaluate, evaluation
-from i3d_jax.training.config import TrainingError, validate_config
+from i3d_jax.training import cli
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "ml_collections config file.", lock_config=True)
@@ -31,6 +29,11 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
+    # Imported here, after the flags parsed: a typo is reported in a second, not after JAX loads.
+    from i3d_jax import sharding
+    from i3d_jax.training import evaluate, evaluation
+    from i3d_jax.training.config import TrainingError, validate_config
+
     try:
         validate_config(FLAGS.config)
     except ValueError as e:
@@ -44,4 +47,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)

@@ -10,13 +10,10 @@ from __future__ import annotations
 import json
 import sys
 
-import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from i3d_jax import sharding
-from i3d_jax.training import evaluation, loop
-from i3d_jax.training.config import TrainingError, validate_config
+from i3d_jax.training import cli
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "ml_collections config file.", lock_config=True)
@@ -30,6 +27,13 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
+    # Imported here, after the flags parsed: a typo is reported in a second, not after JAX loads.
+    import jax
+
+    from i3d_jax import sharding
+    from i3d_jax.training import evaluation, loop
+    from i3d_jax.training.config import TrainingError, validate_config
+
     config = FLAGS.config
     try:
         validate_config(config)
@@ -48,4 +52,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)

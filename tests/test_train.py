@@ -343,10 +343,15 @@ def test_train_py_rejects_bad_field_name_and_value(tmp_path):
             "--workdir", str(tmp_path)]  # fmt: skip
     r = subprocess.run(base + ["--config.model.presett=tiny"], capture_output=True, text=True,
                        cwd=ROOT, env=_env(), timeout=120)  # fmt: skip
-    assert r.returncode != 0 and "presett" in r.stderr
+    assert r.returncode == 1 and r.stderr.startswith("error: 'presett' Did you mean \"preset\"")
+    assert "Traceback" not in r.stderr
     r = subprocess.run(base + ["--config.lr.schedule=linear"], capture_output=True, text=True,
                        cwd=ROOT, env=_env(), timeout=120)  # fmt: skip
-    assert r.returncode != 0 and "error: config.lr.schedule='linear'" in r.stderr
+    assert r.returncode == 1 and "error: config.lr.schedule='linear'" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = subprocess.run(base[:2] + ["--config", "configs/nope.py", "--workdir", str(tmp_path)],
+                       capture_output=True, text=True, cwd=ROOT, env=_env(), timeout=120)  # fmt: skip
+    assert r.returncode == 1 and r.stderr.startswith("error: ") and "configs/nope.py" in r.stderr
     assert "Traceback" not in r.stderr
     assert not any(tmp_path.iterdir())  # failed before any work
 
