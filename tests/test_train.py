@@ -76,9 +76,10 @@ def _reference_grouped(config, train_state, batch, k):
     model = state.build_model(config)
     variables = {"params": train_state["params"], "batch_stats": train_state["batch_stats"]}
     ces, stats = [], []
+    apply = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))
     for g in range(0, len(batch["label"]), k):
         x = preprocess.to_float(jnp.asarray(batch["video"][g : g + k]))
-        (_, ep), upd = model.apply(variables, x, train=True, mutable=["batch_stats"])
+        (_, ep), upd = apply(variables, x)
         ces.append(optax.softmax_cross_entropy_with_integer_labels(ep["Logits"],
                                                                    batch["label"][g : g + k]))  # fmt: skip
         stats.append(upd["batch_stats"])
@@ -115,14 +116,15 @@ def test_grad_accumulation_averages_micro_batch_gradients():
     p0, bs = jax.device_get(init["params"]), jax.device_get(init["batch_stats"])
 
     def loss(p, idx):
-        x = preprocess.to_float(jnp.asarray(batch["video"][idx]))
+        x = preprocess.to_float(jnp.asarray(batch["video"])[idx])
         (_, ep), upd = model.apply({"params": p, "batch_stats": bs}, x, train=True,
                                    mutable=["batch_stats"])  # fmt: skip
         return optax.softmax_cross_entropy_with_integer_labels(
-            ep["Logits"], batch["label"][idx]
+            ep["Logits"], jnp.asarray(batch["label"])[idx]
         ).mean()
 
-    parts = [jax.value_and_grad(loss)(p0, np.arange(j, 16, 2)) for j in range(2)]
+    value_and_grad = jax.jit(jax.value_and_grad(loss))  # one compile for both micro-batches
+    parts = [value_and_grad(p0, np.arange(j, 16, 2)) for j in range(2)]
     grads = jax.tree.map(lambda a, b: (a + b) / 2, parts[0][1], parts[1][1])
     expected = jax.tree.map(lambda p, g: p - 0.1 * g, p0, grads)
     np.testing.assert_allclose(losses[0], (parts[0][0] + parts[1][0]) / 2, rtol=1e-5)
