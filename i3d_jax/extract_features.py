@@ -3,7 +3,7 @@
     python -m i3d_jax.extract_features VIDEO_OR_DIR --weights SOURCE --out DIR
         [--endpoint Mixed_5c] [--window 64] [--stride 16] [--fps 25] [--short-side 256]
         [--crop-size 224] [--crops center|three|ten] [--stream rgb|flow|both]
-        [--flow-weights SOURCE] [--pooled | --unpooled] [--batch-size 8]
+        [--flow-weights SOURCE] [--pooled | --unpooled] [--batch-size 4]
         [--on-mismatch recompute|refuse]
 
 Each video is decoded in chunks with `i3d_jax.preprocess.iter_video_chunks` (`fps`, smaller side
@@ -79,7 +79,7 @@ class ExtractConfig:
     crop_size: int = 224
     crops: str = "center"
     pooled: bool = True
-    batch_size: int = 8
+    batch_size: int = 4  # 4 x 64 frames at 224: about 2.5 GiB on CPU, like predict
     chunk_frames: int = 32  # frames decoded at a time (memory, not results)
 
     def __post_init__(self):
@@ -378,12 +378,12 @@ def extract(
 
     for path in todo:
         video = _Video(path)
-        bar.set_postfix_str(path.name, refresh=False)
         windows = clips.Windows(config.window, config.stride)
         try:
             for chunk in stream_inputs(path, config, streams, flow_fn):
                 for start, inputs in windows.push(chunk):
                     add_window(video, start, inputs, windows.total)
+                bar.set_postfix_str(f"{path.name}: {windows.total} frames decoded")
             for start, inputs in windows.finish():
                 add_window(video, start, inputs, windows.total)
         except (preprocess.VideoDecodeError, FileNotFoundError, ValueError) as e:

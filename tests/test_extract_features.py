@@ -110,11 +110,14 @@ def test_shapes_timestamps_and_values(net, videos, tmp_path):
                                atol=1e-5)  # fmt: skip
 
 
-def test_unpooled_logits_per_time(net, videos, tmp_path):
+def test_unpooled_logits_per_time(net, videos, tmp_path, capsys):
     config = ef.ExtractConfig(endpoint="Logits_per_time", pooled=False, **CONFIG)
     ef.extract([videos / "long.mp4"], tmp_path, {"rgb": net}, config, progress=False)
     pooled = ef.ExtractConfig(endpoint="Logits", **CONFIG)
-    ef.extract([videos / "long.mp4"], tmp_path / "p", {"rgb": net}, pooled, progress=False)
+    ef.extract([videos / "long.mp4"], tmp_path / "p", {"rgb": net}, pooled, progress=True)
+    # Finding 10: the bar counts crops per batch (5 windows x 1 crop; batches of 3), not videos.
+    bar = capsys.readouterr().err.replace("\r", "\n")
+    assert "3/5" in bar and "5/5" in bar and "long.mp4: 50 frames decoded" in bar
     with np.load(tmp_path / "long.npz") as z, np.load(tmp_path / "p" / "long.npz") as p:
         per_time, logits = z["features"], p["features"]
     assert per_time.shape[:2] == (5, 1) and per_time.shape[-1] == 10 and per_time.ndim == 4
