@@ -155,18 +155,45 @@ def export_stablehlo(
     return out
 
 
+def check_clip(x: Any, size: Sequence[int]) -> None:
+    """Raises ValueError unless `x` is `[B, 8k, H, W, C]` with k >= 2 and `(H, W, C) == size`."""
+    shape = tuple(np.shape(x))
+    want = f"[B, {TIME_STRIDE}*k, {', '.join(map(str, size))}] with k >= 2"
+    if len(shape) != 5 or tuple(shape[2:]) != tuple(size):
+        raise ValueError(f"this export takes x of shape {want}; got {shape}")
+    t = shape[1]
+    if t < 2 * TIME_STRIDE or t % TIME_STRIDE:
+        raise ValueError(
+            f"this export takes clips of at least {2 * TIME_STRIDE} frames and a multiple of "
+            f"{TIME_STRIDE} (x {want}); got {t} frames (loop or trim the clip, e.g. to "
+            f"{max(2, -(-t // TIME_STRIDE)) * TIME_STRIDE})"
+        )
+
+
 def load_stablehlo(path: str | os.PathLike) -> Callable[[np.ndarray], jax.Array]:
-    """Reloads a `stablehlo` export: returns `fn(x [B, 8k, H, W, C]) -> endpoint`."""
+    """Reloads a `stablehlo` export: returns `fn(x [B, 8k, H, W, C]) -> endpoint`; a clip of
+    another shape (e.g. fewer than 16 frames) raises ValueError before the program runs."""
     from jax import export
     from safetensors.numpy import load_file
 
     path = pathlib.Path(path)
     card = json.loads((path / CARD).read_text())
     exported = export.deserialize(bytearray((path / PROGRAM).read_bytes()))
+    size = tuple(int(d) for d in exported.in_avals[-1].shape[2:])
     if card.get("weights_baked"):
-        return exported.call
+
+        def call_baked(x):
+            check_clip(x, size)
+            return exported.call(x)
+
+        return call_baked
     variables = traverse_util.unflatten_dict(load_file(os.fspath(path / WEIGHTS)), sep="/")
-    return lambda x: exported.call(variables, x)
+
+    def call(x):
+        check_clip(x, size)
+        return exported.call(variables, x)
+
+    return call
 
 
 def export_safetensors(

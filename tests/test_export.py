@@ -44,8 +44,13 @@ def test_stablehlo_reload_two_sizes(tiny_checkpoint, tmp_path):
         assert got.shape == want.shape == (b, 10)
         assert np.abs(want).max() > 1e-2
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
-    with pytest.raises(Exception, match="8"):  # time not a multiple of 8 is refused
+    with pytest.raises(ValueError, match="multiple of 8.*got 20 frames"):
         fn(np.zeros((1, 20, 32, 32, 3), np.float32))
+    # Finding 11: an 8-frame clip failed inside shape refinement; now the rule is the message.
+    with pytest.raises(ValueError, match="at least 16 frames.*got 8 frames.*e.g. to 16"):
+        fn(np.zeros((1, 8, 32, 32, 3), np.float32))
+    with pytest.raises(ValueError, match=r"\[B, 8\*k, 32, 32, 3\].*got \(1, 16, 48, 48, 3\)"):
+        fn(np.zeros((1, 16, 48, 48, 3), np.float32))
     assert export.main(argv) == 1  # refuses to overwrite a non-empty --out
 
 
