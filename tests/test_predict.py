@@ -9,7 +9,7 @@ import pytest
 from videos import write_video
 
 from i3d_jax import convert, model, predict, samples
-from i3d_jax.weights import common, piergiaj
+from i3d_jax.weights import common, orbax_dir
 
 
 def test_sample_clip_is_playing_cricket(shared_data, tmp_path, capsys):
@@ -78,10 +78,11 @@ def test_chunks_average_per_time_logits(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory):
-    """A tiny 10-class RGB model as a piergiaj .safetensors file, and a short video."""
+    """A tiny 10-class RGB model (global pooling: any crop size) as a weights directory, and a
+    short video."""
     d = tmp_path_factory.mktemp("tiny")
     net = model.tiny()
-    piergiaj.save_safetensors(common.random_variables(net, seed=3), d / "tiny.safetensors")
+    orbax_dir.save(common.random_variables(net, seed=3), net, d / "tiny")
     rng = np.random.default_rng(1)
     write_video(d / "clip.mp4", rng.integers(0, 255, (12, 40, 40, 3), dtype=np.uint8))
     return d
@@ -89,7 +90,7 @@ def tiny_weights(tmp_path_factory):
 
 def test_bad_weights_labels_and_chunks_are_errors_not_tracebacks(tiny_weights, capsys):
     # Findings 8 and 9: each of these used to end in a traceback or in a failure of every video.
-    clip, weights = str(tiny_weights / "clip.mp4"), str(tiny_weights / "tiny.safetensors")
+    clip, weights = str(tiny_weights / "clip.mp4"), str(tiny_weights / "tiny")
     common_args = ["--short_side", "32", "--crop", "32"]
     cases = [
         (["--weights", str(tiny_weights / "missing.pt")], "missing.pt"),
@@ -116,7 +117,7 @@ def test_labels_stored_by_convert_are_used(tiny_weights, tmp_path, capsys):
     names = [f"action {chr(97 + i)}" for i in range(10)]
     (tmp_path / "names.txt").write_text("\n".join(names) + "\n")
     dest = tmp_path / "converted"
-    src = str(tiny_weights / "tiny.safetensors")
+    src = str(tiny_weights / "tiny")
     assert convert.main([src, str(dest), "--labels", str(tmp_path / "names.txt")]) == 0
     (tmp_path / "names.txt").unlink()  # the names travel in the card, not by path
     clip = str(tiny_weights / "clip.mp4")
