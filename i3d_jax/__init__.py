@@ -6,6 +6,10 @@ module once, as `__main__`, without the package having imported it already.
 
 import importlib
 
+# `inflate` is both a submodule and a function: bind the function now (the module imports
+# nothing of ours), or a later `import i3d_jax.inflate` would leave the module under the name.
+from i3d_jax.inflate import inflate as inflate
+
 _EXPORTS = {
     "ENDPOINTS": "i3d_jax.schedules",
     "SCHEDULES": "i3d_jax.schedules",
@@ -15,11 +19,10 @@ _EXPORTS = {
     "InceptionI3d": "i3d_jax.model",
     "small": "i3d_jax.model",
     "tiny": "i3d_jax.model",
-    "inflate": "i3d_jax.inflate",
     "load_pretrained": "i3d_jax.weights",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "inflate"])
 
 
 def __getattr__(name):
