@@ -3,7 +3,7 @@
     python benchmarks/numerics.py [--variants t2c1,t2c --batch 2 --frames 32 --steps 5]
 
 Random weights with random BatchNorm statistics and a random clip. For each variant (a name
-from `benchmarks/throughput.py`'s `VARIANTS`) reports, as one JSON line: max |logit difference|
+from `i3d_jax.graph.NAMED`) reports, as one JSON line: max |logit difference|
 of its inference graph (BatchNorm folded, 1x1x1 convs fused) in float32 and in bfloat16, each
 against the plain float32 model; and the training loss curve of the plain float32 step and the
 variant's bfloat16 step over a few SGD steps on the same batch (bf16 compute, float32 params,
@@ -25,8 +25,8 @@ from flax import traverse_util
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from benchmarks.throughput import VARIANTS  # noqa: E402
 from i3d_jax import deploy, model  # noqa: E402
+from i3d_jax.graph import NAMED  # noqa: E402
 
 
 def random_stats(variables: dict, seed: int = 0) -> dict:
@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     x = jnp.asarray(
         rng.uniform(-1, 1, (args.batch, args.frames, args.size, args.size, 3)), jnp.float32
     )
-    plain = model.PRESETS[args.preset](time_to_channels="none")
+    plain = model.PRESETS[args.preset](graph="plain")
     y = jnp.asarray(rng.integers(0, plain.num_classes, args.batch), jnp.int32)
     variables = random_stats(jax.device_get(jax.jit(plain.init)(jax.random.key(0), x)))
     ref = np.asarray(jax.jit(plain.apply)(variables, x)[0])
@@ -95,11 +95,11 @@ def main(argv=None) -> int:
     out["loss_plain_float32"] = loss_curve(plain, variables, x, y, args.steps)
     for name in args.variants.split(","):
         for dtype in ("float32", "bfloat16"):
-            fast = plain.clone(dtype=jnp.dtype(dtype), **VARIANTS[name])
+            fast = plain.clone(dtype=jnp.dtype(dtype), graph=NAMED[name])
             inf_net, inf_vars = deploy.to_inference(fast, variables)
             got = np.asarray(jax.jit(inf_net.apply)(inf_vars, x)[0])
             out[f"{name}+fold_{dtype}_max_abs_logit_diff"] = float(np.abs(got - ref).max())
-        fast_bf16 = plain.clone(dtype=jnp.bfloat16, **VARIANTS[name])
+        fast_bf16 = plain.clone(dtype=jnp.bfloat16, graph=NAMED[name])
         curve = loss_curve(fast_bf16, variables, x, y, args.steps)
         out[f"loss_{name}_bfloat16"] = curve
         out[f"{name}_bfloat16_max_abs_loss_diff"] = float(

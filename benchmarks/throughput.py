@@ -10,8 +10,8 @@ loaded under another module name, since its import name clashes with ours) and t
 reference in the piergiaj layout (`pytorch_i3d.py` from the `cd-fvd` package) when torch is
 installed. Random weights and inputs; steady state after warm-up; one JSON line on stdout.
 
-Variants of ours (`--variants`, comma-separated): a name from `VARIANTS` (model options that
-compute the same function another way), optionally with `+fold` (inference with BatchNorm
+Variants of ours (`--variants`, comma-separated): a graph name from `i3d_jax.graph.NAMED`
+(the same function computed another way) or `auto` (the default graph on this backend), optionally with `+fold` (inference with BatchNorm
 folded and each block's input 1x1x1 convs fused, `i3d_jax.deploy.to_inference`; inference only).
 """
 
@@ -36,18 +36,9 @@ import optax
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from i3d_jax import deploy, model  # noqa: E402
+from i3d_jax.graph import NAMED  # noqa: E402
 
 CACHE = pathlib.Path.home() / ".cache" / "i3d_jax"
-
-VARIANTS = {
-    "plain": dict(time_to_channels="none"),  # the release's graph: every conv a 3D conv
-    "s2d": dict(
-        time_to_channels="none", conv1_space_to_depth=True
-    ),  # Conv3d_1a_7x7 on 2x2x2 blocks: 24 channels
-    "t2c1": dict(time_to_channels="conv1"),  # Conv3d_1a_7x7 as a 2D conv over 21 channels
-    "t2c1_s2d": dict(time_to_channels="conv1", conv1_space_to_depth=True),  # 2D, 84 channels
-    "t2c": dict(time_to_channels="all"),  # every 3D conv as a 2D conv over time taps
-}
 
 
 def load_module(name: str, path: pathlib.Path):
@@ -144,8 +135,9 @@ def make_step(train_apply, tx):
             return softmax_xent(logits, y), new
 
         (_, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-        updates, opt = tx.update(grads, opt, params)
-        return optax.apply_updates(params, updates), stats, opt
+        with jax.named_scope("optimizer"):  # names the ops in benchmarks/profile_step.py
+            updates, opt = tx.update(grads, opt, params)
+            return optax.apply_updates(params, updates), stats, opt
 
     return jax.jit(step, donate_argnums=0)
 
@@ -177,9 +169,9 @@ def measure_flax(args, label, infer_apply, train_apply, variables, x, labels, ro
         rows.append({"mode": "train", **row(label, sec, args.batch, count, args.peak_tflops)})
 
 
-def ours(args, options: dict):
-    """Our model with `options` and its apply functions for inference and training."""
-    net = model.PRESETS[args.preset](dtype=jnp.dtype(args.dtype), **options)
+def ours(args, graph: str):
+    """Our model computed as `graph` and its apply functions for inference and training."""
+    net = model.PRESETS[args.preset](dtype=jnp.dtype(args.dtype), graph=graph)
 
     def train_apply(v, clip):
         (logits, _), new = net.apply(v, clip, train=True, mutable=["batch_stats"])
@@ -190,7 +182,7 @@ def ours(args, options: dict):
 
 def plain_flops(args, x, labels) -> dict:
     """FLOPs of the plain model's inference and training step (lowered only, not compiled)."""
-    net, infer_apply, train_apply = ours(args, VARIANTS["plain"])
+    net, infer_apply, train_apply = ours(args, "plain")
     variables = jax.eval_shape(net.init, jax.random.key(0), x[:1])
     tx = optax.sgd(0.1, momentum=0.9)
     return {
@@ -201,9 +193,13 @@ def plain_flops(args, x, labels) -> dict:
 
 def bench_ours(args, variant: str, x, labels, rows, flops):
     name, _, fold = variant.partition("+")
-    if name not in VARIANTS or fold not in ("", "fold"):
-        raise SystemExit(f"unknown variant {variant!r}; expected one of {list(VARIANTS)} [+fold]")
-    net, infer_apply, train_apply = ours(args, VARIANTS[name])
+    if (name not in NAMED and name != "auto") or fold not in ("", "fold"):
+        raise SystemExit(
+            f"unknown variant {variant!r}; expected auto or one of {list(NAMED)} [+fold]"
+        )
+    net, infer_apply, train_apply = ours(args, name)
+    resolved = [k for k, g in NAMED.items() if g == net.graph]
+    shown = f" = {resolved[0]}" if name == "auto" and resolved else ""
     variables = jax.jit(net.init)(jax.random.key(0), x[:1])
     inf_vars = variables
     if fold:
@@ -214,7 +210,7 @@ def bench_ours(args, variant: str, x, labels, rows, flops):
         args = argparse.Namespace(**{**vars(args), "modes": ["inference"]})
     measure_flax(
         args,
-        f"i3d_jax ({variant}, {args.dtype})",
+        f"i3d_jax ({variant}{shown}, {args.dtype})",
         infer_apply,
         train_apply,
         {"inference": inf_vars, "train": variables},
@@ -306,7 +302,7 @@ def bench_pytorch(args, path, x_np, labels_np, rows):
 
 def train_bytes(frames: int, size: int, remat: bool, dtype) -> int:
     """Peak device bytes XLA plans for one batch-1 training step (compile only, no run)."""
-    net = model.InceptionI3d(dtype=dtype, remat=remat, time_to_channels="none")
+    net = model.InceptionI3d(dtype=dtype, graph=NAMED["plain"].replace(remat=remat))
     clip = jax.ShapeDtypeStruct((1, frames, size, size, 3), jnp.float32)
     variables = jax.eval_shape(
         net.init, jax.random.key(0), jax.ShapeDtypeStruct((1, 16, size, size, 3), jnp.float32)

@@ -22,6 +22,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.bn_momentum = 0.999  # running-average decay (the release); short runs want ~0.9
     c.model.dtype = "bfloat16"  # compute dtype; params, BatchNorm statistics and loss stay float32
     c.model.remat = False  # recompute activations in the backward pass (less memory)
+    # How the network is computed, never what: "auto" (the graph measured fastest on this
+    # backend, i3d_jax.graph.FASTEST) or a name in i3d_jax.graph.NAMED ("plain", "t2c_taps", ...)
+    c.model.graph = "auto"
 
     c.dataset = ml_collections.ConfigDict()
     c.dataset.name = "synthetic_motion"  # synthetic_motion | video_folder | a TFDS name

@@ -1,6 +1,7 @@
 """The inference form of a trained I3D: BatchNorm folded into conv biases, 1x1x1 convs fused.
 
-Pure functions over variables; the result runs in `InceptionI3d(fold_bn=True, fuse_1x1=...)` and
+Pure functions over variables; the result runs in a model whose `graph` has `fold_bn=True` (and
+`fuse_1x1`), and
 computes the same function as the original in inference mode (`train=False`):
 
     bn(conv(x, w)) = conv(x, w * g) + (beta - mean * g),   g = scale / sqrt(var + eps)
@@ -64,4 +65,4 @@ def to_inference(
     folded = fold_batchnorm(variables, model.bn_epsilon)
     if fuse:
         folded = fuse_1x1(folded)
-    return model.clone(fold_bn=True, fuse_1x1=fuse), folded
+    return model.clone(graph=model.graph.replace(fold_bn=True, fuse_1x1=fuse)), folded

@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from i3d_jax import graph
 from i3d_jax.model import InceptionI3d
 
 FORMATS = ("safetensors", "stablehlo", "savedmodel")
@@ -72,11 +73,11 @@ def _write_json(path: pathlib.Path, obj: dict) -> None:
 def endpoint_fn(model: InceptionI3d, endpoint: str = "Logits") -> Callable:
     """`f(variables, x [B, T, H, W, C]) -> the endpoint's array` (inference mode).
 
-    Exports carry the release's plain 3D graph (`time_to_channels="none"`): it serves every
-    runtime, and the CPU rewrite's time slicing is not expressible over a symbolic clip length.
+    Exports carry the portable graph (`i3d_jax.graph.PORTABLE`: plain 3D convs and pools): it
+    serves every runtime, and the time-tap rewrite is not expressible over a symbolic clip length.
     """
     final = "Logits" if endpoint == "Logits_per_time" else endpoint
-    model = model.clone(final_endpoint=final, time_to_channels="none")
+    model = model.clone(final_endpoint=final, graph=graph.PORTABLE)
 
     def f(variables, x):
         _, endpoints = model.apply(variables, x)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import sys
 from collections.abc import Callable, Sequence
 
 import jax
@@ -413,12 +412,7 @@ def compute_flow(
     return np.concatenate(out).astype(np.float32)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m i3d_jax.flow` (see `i3d_jax.flow_cli`)."""
-    from i3d_jax import flow_cli
+if __name__ == "__main__":  # `python -m i3d_jax.flow`: the CLI lives in i3d_jax.flow_cli
+    import runpy
 
-    return flow_cli.main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    runpy.run_module("i3d_jax.flow_cli", run_name="__main__")

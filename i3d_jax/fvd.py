@@ -362,14 +362,7 @@ def fvd(
     return frechet_distance(*stats)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """The CLI (see `i3d_jax.fvd_cli`)."""
-    from i3d_jax.fvd_cli import main as cli_main
+if __name__ == "__main__":  # `python -m i3d_jax.fvd`: the CLI lives in i3d_jax.fvd_cli
+    import runpy
 
-    return cli_main(argv)
-
-
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(main())
+    runpy.run_module("i3d_jax.fvd_cli", run_name="__main__")

@@ -9,7 +9,6 @@ weight format maps onto it name for name.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,11 +17,12 @@ import jax
 import jax.numpy as jnp
 
 from i3d_jax import schedules
+from i3d_jax.conv import Conv, space_to_depth, time_to_channels  # noqa: F401 (re-exported)
+from i3d_jax.graph import Graph, resolve
 from i3d_jax.pooling import max_pool_same, same_padding
 from i3d_jax.schedules import ENDPOINTS, RELEASE_CHANNELS, PoolingSchedule
 
 Dtype = Any
-TIME_TO_CHANNELS = ("auto", "none", "conv1", "all")
 
 # (branch, unit name, index into the channel tuple, kernel) of one Inception block.
 BRANCH_UNITS = (
@@ -33,127 +33,9 @@ BRANCH_UNITS = (
 )
 
 
-def space_to_depth(x: jax.Array, kernel: jax.Array, stride: Sequence[int], pads) -> tuple:
-    """Rewrites a strided conv as a stride-1 VALID conv on blocks of `stride` folded into channels.
-
-    `x` is `[B, *spatial, C]`, `kernel` `[*k, C, O]`. With blocks of size s on every axis, output
-    o reads padded input 2o+k = s(o+a)+b, so the kernel is zero-padded to a multiple of s and
-    split into (a, b): a stride-1 conv with kernel ceil(k/s) over C*prod(s) channels. Returns
-    the rewritten input and kernel; a stride-1 VALID conv of them equals the original conv.
-    """
-    nd = len(stride)
-    outs = [math.ceil(n / s) for n, s in zip(x.shape[1:-1], stride, strict=True)]
-    blocks = [math.ceil(k / s) for k, s in zip(kernel.shape[:nd], stride, strict=True)]
-    widths = (
-        [(0, 0)]
-        + [
-            (before, (o + a - 1) * s - n - before)
-            for (before, _), o, a, s, n in zip(
-                pads, outs, blocks, stride, x.shape[1:-1], strict=True
-            )
-        ]
-        + [(0, 0)]
-    )
-    x = jnp.pad(x, widths)
-    shape = [x.shape[0]]
-    for n, s in zip(x.shape[1:-1], stride, strict=True):
-        shape += [n // s, s]
-    x = x.reshape(*shape, x.shape[-1])
-    # [B, n0, s0, n1, s1, ..., C] -> [B, n0, n1, ..., s0, s1, ..., C]
-    order = [0] + [1 + 2 * i for i in range(nd)] + [2 + 2 * i for i in range(nd)] + [2 * nd + 1]
-    x = x.transpose(order).reshape(*x.shape[:1], *[shape[1 + 2 * i] for i in range(nd)], -1)
-    k = jnp.pad(
-        kernel,
-        [(0, a * s - kk) for a, s, kk in zip(blocks, stride, kernel.shape[:nd], strict=True)]
-        + [(0, 0)] * 2,
-    )
-    kshape = []
-    for a, s in zip(blocks, stride, strict=True):
-        kshape += [a, s]
-    k = k.reshape(*kshape, *kernel.shape[-2:])
-    korder = [2 * i for i in range(nd)] + [2 * i + 1 for i in range(nd)] + [2 * nd, 2 * nd + 1]
-    k = k.transpose(korder).reshape(*blocks, -1, kernel.shape[-1])
-    return x, k
-
-
-def time_to_channels(
-    x: jax.Array, kernel: jax.Array, stride: int, pad: tuple[int, int]
-) -> tuple[jax.Array, jax.Array]:
-    """Rewrites a 3D conv's time axis as channels: `[B, T, H, W, C]` -> `[B*T', H, W, kt*C]`.
-
-    Output frame t reads padded input frames `stride*t + j` for j < kt; those kt frames are
-    concatenated on channels and the kernel `[kt, kh, kw, C, O]` becomes `[kh, kw, kt*C, O]`, so a
-    2D conv over frames in the batch equals the 3D conv. Returns the rewritten input and kernel.
-    """
-    kt = kernel.shape[0]
-    x = jnp.pad(x, ((0, 0), pad, (0, 0), (0, 0), (0, 0)))
-    frames = (x.shape[1] - kt) // stride + 1
-    taps = [
-        jax.lax.slice_in_dim(x, j, j + stride * (frames - 1) + 1, stride, axis=1) for j in range(kt)
-    ]
-    x = jnp.concatenate(taps, axis=-1) if kt > 1 else taps[0]
-    x = x.reshape(-1, *x.shape[2:])
-    kernel = jnp.moveaxis(kernel, 0, 2).reshape(*kernel.shape[1:3], -1, kernel.shape[-1])
-    return x, kernel
-
-
-class Conv(nn.Module):
-    """N-d convolution with explicit (TF SAME) padding; optionally via space-to-depth.
-
-    `time_to_channels=True` computes a 3D conv as a 2D conv with the kernel's time taps folded
-    into channels (see `time_to_channels`): the same params and function, and far faster on
-    XLA:CPU (unmeasured on GPU/TPU so far).
-
-    Parameters `kernel` `[*k, C_in, C_out]` and `bias`, named and initialised like `nn.Conv`.
-    """
-
-    features: int
-    kernel_size: Sequence[int]
-    strides: Sequence[int]
-    padding: Sequence[tuple[int, int]]
-    use_bias: bool = False
-    space_to_depth: bool = False
-    time_to_channels: bool = False
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        nd = len(self.kernel_size)
-        batch = x.shape[0]
-        kernel = self.param(
-            "kernel",
-            nn.initializers.lecun_normal(),
-            (*self.kernel_size, x.shape[-1], self.features),
-            self.param_dtype,
-        )
-        bias = (
-            self.param("bias", nn.initializers.zeros_init(), (self.features,), self.param_dtype)
-            if self.use_bias
-            else None
-        )
-        x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
-        strides, padding = tuple(self.strides), list(self.padding)
-        # A 1x1x1 conv is a matmul either way (and measured slightly faster as a 3D conv).
-        if self.time_to_channels and nd == 3 and (self.kernel_size[0], strides[0]) != (1, 1):
-            x, kernel = time_to_channels(x, kernel, strides[0], padding[0])
-            nd, strides, padding = 2, strides[1:], padding[1:]
-        if self.space_to_depth and any(s > 1 for s in strides):
-            x, kernel = space_to_depth(x, kernel, strides, padding)
-            strides, padding = (1,) * nd, [(0, 0)] * nd
-        spatial = "DHW"[3 - nd :]
-        y = jax.lax.conv_general_dilated(
-            x,
-            kernel,
-            strides,
-            padding,
-            dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"),
-        )
-        if nd < len(self.kernel_size):
-            y = y.reshape(batch, -1, *y.shape[1:])
-        if bias is not None:
-            y = y + bias.astype(self.dtype)
-        return y
+def pool_method(pool: str, train: bool) -> str:
+    """The `max_pool_same` method for a `Graph.pool` choice in training or inference."""
+    return "taps" if pool == "taps" or (pool == "taps_train" and train) else "xla"
 
 
 class Unit3D(nn.Module):
@@ -228,11 +110,12 @@ class Branch(nn.Module):
     pool_first: bool
     unit: functools.partial
     ndim: int = 3
+    pool: str = "xla"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         if self.pool_first:
-            x = max_pool_same(x, (3,) * self.ndim, (1,) * self.ndim)
+            x = max_pool_same(x, (3,) * self.ndim, (1,) * self.ndim, pool_method(self.pool, train))
         for name, features, k in self.units:
             x = self.unit(features=features, kernel=(k,) * self.ndim, name=name)(x, train)
         return x
@@ -249,6 +132,7 @@ class InceptionBlock(nn.Module):
     unit: functools.partial
     ndim: int = 3
     fuse_1x1: bool = False
+    pool: str = "xla"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -258,7 +142,9 @@ class InceptionBlock(nn.Module):
         for branch, units in BRANCH_UNITS:
             spec = tuple((name, self.channels[i], k) for name, i, k in units)
             outs.append(
-                Branch(spec, branch == "Branch_3", self.unit, self.ndim, name=branch)(x, train)
+                Branch(spec, branch == "Branch_3", self.unit, self.ndim, self.pool, name=branch)(
+                    x, train
+                )
             )
         return jnp.concatenate(outs, axis=-1)
 
@@ -270,7 +156,7 @@ class InceptionBlock(nn.Module):
         b0, b1, b2 = jnp.split(y, [c[0], c[0] + c[1]], axis=-1)
         b1 = self.unit(features=c[2], kernel=three, name="Branch_1_Conv3d_0b_3x3")(b1, train)
         b2 = self.unit(features=c[4], kernel=three, name="Branch_2_Conv3d_0b_3x3")(b2, train)
-        b3 = max_pool_same(x, three, one)
+        b3 = max_pool_same(x, three, one, pool_method(self.pool, train))
         b3 = self.unit(features=c[5], kernel=one, name="Branch_3_Conv3d_0b_1x1")(b3, train)
         return jnp.concatenate([b0, b1, b2, b3], axis=-1)
 
@@ -308,15 +194,10 @@ class InceptionI3d(nn.Module):
       temporal_padding: "zeros" (release) or "replicate" (exact boring-video fixed point).
       dtype, param_dtype: compute and parameter dtypes; logits are always float32.
       ndim: 3 for I3D; 2 builds the 2D Inception-v1 source network with the same names.
-      conv1_space_to_depth: compute Conv3d_1a_7x7 as a stride-1 conv on 2x2x2 blocks folded into
-        channels (same params, same function; 3 input channels serve accelerators poorly).
-      time_to_channels: which 3D convs run as 2D convs with their time taps folded into channels
-        (same params, same function): "none", "conv1" (Conv3d_1a_7x7 only), "all", or "auto"
-        (the measured fastest: "all" on CPU, where it is 2.5x faster; "none" elsewhere until
-        measured, see BENCHMARKS.md). Costs kt/st times each rewritten conv's input memory.
-      remat: rematerialise each Inception block in the backward pass (long clips, less memory).
-      fold_bn, fuse_1x1: the inference form made by `i3d_jax.deploy.to_inference`: BatchNorm
-        folded into conv biases and each block's three input 1x1x1 convs run as one.
+      graph: how the network is computed, never what: an `i3d_jax.graph.Graph`, a name in
+        `i3d_jax.graph.NAMED`, or "auto" (default: the graph measured fastest on the default
+        backend, `i3d_jax.graph.FASTEST`). Names and "auto" become a `Graph` when the module is
+        constructed, so `model.graph` is always the concrete choice.
 
     Returns `(output, endpoints)`: the output of `final_endpoint` and a dict of every endpoint
     up to it. `Logits` is `[B, num_classes]` (averaged over time), `Logits_per_time` is
@@ -338,21 +219,17 @@ class InceptionI3d(nn.Module):
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     ndim: int = 3
-    conv1_space_to_depth: bool = False
-    time_to_channels: str = "auto"
-    remat: bool = False
-    fold_bn: bool = False
-    fuse_1x1: bool = False
+    graph: Graph | str = "auto"
+
+    def __post_init__(self):
+        # Resolved at construction (a linen module is a frozen dataclass), never while tracing.
+        object.__setattr__(self, "graph", resolve(self.graph))
+        super().__post_init__()
 
     def check_input(self, x: jax.Array) -> None:
         """Raises ValueError for a wrong rank, channel count, or a too-short/too-small clip."""
         sched = schedules.get_schedule(self.schedule)
         layout = "[B, T, H, W, C]" if self.ndim == 3 else "[B, H, W, C]"
-        if self.time_to_channels not in TIME_TO_CHANNELS:
-            raise ValueError(
-                f"unknown time_to_channels {self.time_to_channels!r}; expected one of "
-                f"{TIME_TO_CHANNELS}"
-            )
         if x.ndim != self.ndim + 2:
             raise ValueError(
                 f"expected input of rank {self.ndim + 2} {layout} with C={self.input_channels}, "
@@ -382,12 +259,6 @@ class InceptionI3d(nn.Module):
                     f"{sched.logits_pool[2]} logits pool: need at least {need} (or global_pool=True)"
                 )
 
-    def conv_rewrite(self) -> str:
-        """`time_to_channels` with "auto" resolved for the default backend."""
-        if self.time_to_channels == "auto":
-            return "all" if jax.default_backend() == "cpu" else "none"
-        return self.time_to_channels
-
     def unit(self) -> functools.partial:
         return functools.partial(
             Unit3D,
@@ -396,8 +267,8 @@ class InceptionI3d(nn.Module):
             bn_epsilon=self.bn_epsilon,
             bn_axis_name=self.bn_axis_name,
             temporal_padding=self.temporal_padding,
-            time_to_channels=self.conv_rewrite() == "all",
-            fold_bn=self.fold_bn,
+            time_to_channels=self.graph.time_to_channels == "all",
+            fold_bn=self.graph.fold_bn,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
         )
@@ -409,6 +280,7 @@ class InceptionI3d(nn.Module):
         table = dict(self.channels)
         unit = self.unit()
         nd = self.ndim
+        graph = self.graph
 
         def dims(t: Sequence[int]) -> tuple[int, ...]:
             return tuple(t)[3 - nd :]
@@ -422,18 +294,21 @@ class InceptionI3d(nn.Module):
                     features=table[layer.name],
                     kernel=dims(layer.kernel),
                     stride=dims(layer.stride),
-                    space_to_depth=first and self.conv1_space_to_depth,
-                    time_to_channels=self.conv_rewrite() == "all"
-                    or (first and self.conv_rewrite() == "conv1"),
+                    space_to_depth=first and graph.conv1_space_to_depth,
+                    time_to_channels=graph.time_to_channels == "all"
+                    or (first and graph.time_to_channels == "conv1"),
                     name=layer.name,
                 )(x, train)
             elif layer.kind == "pool":
-                x = max_pool_same(x, dims(layer.kernel), dims(layer.stride))
+                pool = pool_method(graph.pool, train)
+                x = max_pool_same(x, dims(layer.kernel), dims(layer.stride), pool)
             elif layer.kind == "inception":
                 block = (
-                    nn.remat(InceptionBlock, static_argnums=(2,)) if self.remat else InceptionBlock
+                    nn.remat(InceptionBlock, static_argnums=(2,)) if graph.remat else InceptionBlock
                 )
-                x = block(table[layer.name], unit, nd, self.fuse_1x1, name=layer.name)(x, train)
+                x = block(table[layer.name], unit, nd, graph.fuse_1x1, graph.pool, name=layer.name)(
+                    x, train
+                )
             else:
                 logits = self.logits_head(x, dims(layer.kernel), unit, train)
                 endpoints["Logits_per_time"] = logits

@@ -25,14 +25,20 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-def max_pool_same(x: jax.Array, window: Sequence[int], stride: Sequence[int]) -> jax.Array:
+def max_pool_same(
+    x: jax.Array, window: Sequence[int], stride: Sequence[int], method: str = "xla"
+) -> jax.Array:
     """Max-pool `[B, *spatial, C]` with TF SAME padding (padding never wins the max).
 
-    On CPU the gradient comes from `max_pool_window_taps`; elsewhere from XLA's own.
+    `method="taps"`: separable pools through `max_pool_window_taps` (same values, same gradient
+    routing); "xla": XLA's `reduce_window`, differentiated by `select_and_scatter`.
     """
-    if jax.default_backend() == "cpu":
-        return max_pool_separable(x, tuple(window), tuple(stride))
-    return nn.max_pool(x, tuple(window), strides=tuple(stride), padding="SAME")
+    if method not in ("xla", "taps"):
+        raise ValueError(f"unknown max-pool method {method!r}; expected 'xla' or 'taps'")
+    with jax.named_scope("max_pool"):  # names the ops in profiles (benchmarks/profile_step.py)
+        if method == "taps":
+            return max_pool_separable(x, tuple(window), tuple(stride))
+        return nn.max_pool(x, tuple(window), strides=tuple(stride), padding="SAME")
 
 
 def max_pool_separable(x: jax.Array, window: tuple, stride: tuple) -> jax.Array:

@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from benchmarks import numerics, throughput  # noqa: E402
+from benchmarks import numerics, profile_step, throughput  # noqa: E402
 
 
 def last_json(capsys) -> dict:
@@ -66,3 +66,17 @@ def test_memory_benchmark_quick_fvd_rows(capsys):
     short, long = rows[("64x48", 1.0)], rows[("64x48", 2.0)]
     assert long["fvd"] == short["fvd"] and long["frames"] == 2 * short["frames"]
     assert rows[("160x96", 1.0)]["fvd"] != short["fvd"]
+
+
+def test_profile_step_attributes_the_training_step_to_layers_and_kinds(capsys):
+    argv = "--preset tiny --batch 2 --frames 16 --size 32 --dtype float32 --steps 1 --warmup 1"
+    assert profile_step.main([*argv.split(), "--graph", "t2c1_s2d_taps_train"]) == 0
+    out = last_json(capsys)
+    assert out["graph"] == "t2c1_s2d_taps_train" and out["shape"] == [16, 32, 32, 3]
+    cats = out["by_category_ms"]
+    # Every kind of work of a training step shows up, and the parts add up to the total.
+    for kind in ("conv forward", "conv weight-grad", "pool grad", "batchnorm forward", "optimizer"):
+        assert cats.get(kind, 0) > 0, (kind, cats)
+    assert abs(sum(cats.values()) - out["device_ms_summed"]) < 0.01 * out["device_ms_summed"] + 0.01
+    assert {"Conv3d_1a_7x7", "Mixed_3b", "Mixed_5c"} <= set(out["by_layer_ms"])
+    assert out["top_ops"][0]["ms"] >= out["top_ops"][-1]["ms"]

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from i3d_jax import deploy, model
+from i3d_jax import deploy, graph, model
 from i3d_jax.model import space_to_depth
 from i3d_jax.weights.common import random_variables
 
@@ -43,7 +43,7 @@ def grads(net, variables, x):
 
 @pytest.fixture(scope="module")
 def plain():
-    net = model.tiny(bn_scale=True, time_to_channels="none")
+    net = model.tiny(bn_scale=True, graph="plain")
     x = jnp.asarray(np.random.default_rng(1).uniform(-1, 1, (2, 16, 40, 36, 3)), jnp.float32)
     variables = random_variables(net)
     return net, variables, x
@@ -56,24 +56,32 @@ def first_conv_input_shape(net, variables, x) -> tuple:
     return tuple(convs[0].invars[0].aval.shape)
 
 
-# (options, the first conv's input shape for x of [2, 16, 40, 36, 3])
-FAST_OPTIONS = [
-    (dict(conv1_space_to_depth=True), (2, 11, 23, 21, 24)),
-    (dict(time_to_channels="all"), (2 * 8, 40, 36, 21)),
-    (dict(time_to_channels="conv1", conv1_space_to_depth=True), (2 * 8, 23, 21, 84)),
+def pool_primitives(net, variables, x) -> set:
+    """XLA's pooling primitives in the training gradient (proves the pool option took effect)."""
+    text = str(jax.make_jaxpr(lambda v: grads(net, v, x))(variables))  # nested jaxprs included
+    return {p for p in ("reduce_window_max", "select_and_scatter_add") if p in text}
+
+
+# (graph, the first conv's input shape for x of [2, 16, 40, 36, 3])
+FAST_GRAPHS = [
+    ("s2d", (2, 11, 23, 21, 24)),
+    ("t2c", (2 * 8, 40, 36, 21)),
+    ("t2c1_s2d", (2 * 8, 23, 21, 84)),  # the GPU default
+    ("t2c_taps", (2 * 8, 40, 36, 21)),  # the CPU default
 ]
 
 
-@pytest.mark.parametrize("options, conv1_input", FAST_OPTIONS, ids=lambda v: str(v))
-def test_fast_conv_options_same_logits_and_grads(plain, plain_float64_grads, options, conv1_input):
+@pytest.mark.parametrize("name, conv1_input", FAST_GRAPHS, ids=lambda v: str(v))
+def test_fast_graphs_same_logits_and_grads(plain, plain_float64_grads, name, conv1_input):
     net, variables, x = plain
-    fast = net.clone(**options)
+    fast = net.clone(graph=name)
+    assert fast.graph == graph.NAMED[name]
     assert first_conv_input_shape(net, variables, x) == x.shape
     assert first_conv_input_shape(fast, variables, x) == conv1_input
     np.testing.assert_allclose(
         fast.apply(variables, x)[0], net.apply(variables, x)[0], rtol=1e-5, atol=1e-5
     )
-    if "time_to_channels" not in options:
+    if name == "s2d":
         return  # space-to-depth alone: its gradients are checked in the combined case
     # Gradients in float64: batch-statistics BatchNorm on a narrow net amplifies fp32 rounding.
     with jax.enable_x64(True):
@@ -115,17 +123,27 @@ def test_time_to_channels_conv_equals_3d_conv(size, stride):
     np.testing.assert_allclose(got.reshape(ref.shape), ref, rtol=1e-5, atol=1e-4)
 
 
-def test_unknown_time_to_channels_is_rejected(plain):
-    net, variables, x = plain
+def test_unknown_graph_options_are_rejected(plain):
+    net, _, _ = plain
+    with pytest.raises(ValueError, match="unknown graph 'some'"):
+        net.clone(graph="some")
     with pytest.raises(ValueError, match="time_to_channels 'some'"):
-        net.clone(time_to_channels="some").apply(variables, x)
+        graph.Graph(time_to_channels="some")
+    with pytest.raises(ValueError, match="pool 'some'"):
+        graph.Graph(pool="some")
+
+
+def test_taps_pool_option_replaces_xla_pool_gradient(plain):
+    net, variables, x = plain
+    assert pool_primitives(net, variables, x) == {"reduce_window_max", "select_and_scatter_add"}
+    assert pool_primitives(net.clone(graph="t2c_taps"), variables, x) == set()
 
 
 def test_remat_same_gradients(plain):
     net, variables, x = plain
 
     g1 = grads(net, variables, x)
-    g2 = grads(net.clone(remat=True), variables, x)
+    g2 = grads(net.clone(graph=net.graph.replace(remat=True)), variables, x)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), g1, g2)
 
 
@@ -144,10 +162,34 @@ def test_folded_and_fused_inference_same_logits(plain, fuse):
         np.testing.assert_allclose(got[name], ref[name], rtol=1e-4, atol=1e-4, err_msg=name)
 
 
-def test_auto_rewrites_every_conv_on_cpu(plain):
+def test_auto_resolves_per_backend_from_the_measurement_table(plain):
+    assert (
+        graph.resolve("auto", "cpu")
+        == graph.NAMED["t2c_taps"]
+        == graph.NAMED[graph.FASTEST["cpu"].graph]
+    )
+    assert (
+        graph.resolve("auto", "gpu")
+        == graph.NAMED["t2c1_s2d_taps_train"]
+        == graph.NAMED[graph.FASTEST["gpu"].graph]
+    )
+    assert graph.resolve("auto", "tpu") == graph.PORTABLE  # not measured there
+    for measured in graph.FASTEST.values():
+        assert measured.date and measured.device and measured.evidence
+    # Resolved when the module is built (never while tracing), to this backend's choice.
     net, variables, x = plain
-    auto = net.clone(time_to_channels="auto")
+    auto = net.clone(graph="auto")
     assert jax.default_backend() == "cpu"
-    assert auto.conv_rewrite() == "all"
+    assert auto.graph == model.InceptionI3d().graph == graph.NAMED["t2c_taps"]
     assert first_conv_input_shape(auto, variables, x) == (2 * 8, 40, 36, 21)
-    assert model.InceptionI3d().time_to_channels == "auto"
+
+
+def test_model_cards_leave_the_graph_to_the_machine_that_loads_them():
+    from i3d_jax.weights import common
+
+    options = common.model_options(model.tiny(graph="plain"))
+    assert "graph" not in options
+    # A card written before `graph` existed still loads; the loader picks this backend's graph.
+    legacy = {**options, "time_to_channels": "none", "remat": False, "fold_bn": False}
+    rebuilt = common.model_from_options(legacy)
+    assert rebuilt.graph == graph.resolve("auto") and rebuilt.num_classes == 10

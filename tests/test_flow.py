@@ -8,7 +8,7 @@ import pytest
 from PIL import Image, ImageSequence
 from scipy import ndimage
 
-from i3d_jax import flow
+from i3d_jax import flow, flow_cli
 
 H, W = 64, 80
 
@@ -155,7 +155,7 @@ def test_cli_writes_flow_and_scaled(synthetic, tmp_path):
     out = tmp_path / "flow.npz"
     # Short side 64 keeps the 64x80 size and batch 2 the synthetic batch's compiled program.
     argv = [str(video), "--out", str(out), "--short-side", "64", "--batch-size", "2"]
-    assert flow.main(argv) == 0
+    assert flow_cli.main(argv) == 0
     decoded = preprocess.load_video(video, fps=25, short_side=64)
     with np.load(out) as z:
         pixels, scaled = z["flow"], z["flow_scaled"]
@@ -165,7 +165,7 @@ def test_cli_writes_flow_and_scaled(synthetic, tmp_path):
     np.testing.assert_allclose(scaled, np.clip(pixels, -20, 20) / 20, atol=1e-7)
     assert np.abs(pixels[0, 8:-8, 8:-8].mean((0, 1)) - [1.3, -0.6]).max() < 0.2  # lossy codec
     assert np.abs(pixels[1]).mean() < 0.05  # a repeated frame: no motion
-    assert flow.main([str(tmp_path / "missing.mp4"), "--out", str(out)]) == 1
+    assert flow_cli.main([str(tmp_path / "missing.mp4"), "--out", str(out)]) == 1
 
 
 def test_cli_chunks_progress_and_one_frame_video(tmp_path, capsys, monkeypatch):
@@ -173,7 +173,7 @@ def test_cli_chunks_progress_and_one_frame_video(tmp_path, capsys, monkeypatch):
     # whole video was decoded and its flow held at once. Chunks of 8 must give the same flow.
     import av
 
-    from i3d_jax import flow_cli, preprocess
+    from i3d_jax import preprocess
 
     rng = np.random.default_rng(0)
     base = rng.integers(0, 255, (24, 60, 3)).astype(np.float32)
@@ -189,7 +189,7 @@ def test_cli_chunks_progress_and_one_frame_video(tmp_path, capsys, monkeypatch):
         container.mux(stream.encode())
     monkeypatch.setattr(flow_cli, "CHUNK_FRAMES", 8)
     out = tmp_path / "pan.npz"
-    assert flow.main([str(video), "--out", str(out), "--backend", "opencv", "--fast",
+    assert flow_cli.main([str(video), "--out", str(out), "--backend", "opencv", "--fast",
                       "--short-side", "24"]) == 0  # fmt: skip
     err = capsys.readouterr().err
     assert "19/19" in err and "pair" in err  # the bar counted every pair
@@ -206,7 +206,7 @@ def test_cli_chunks_progress_and_one_frame_video(tmp_path, capsys, monkeypatch):
         frame = np.ascontiguousarray(base[:, :32].astype(np.uint8))
         container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode())
-    assert flow.main([str(one), "--out", str(tmp_path / "one.npz"), "--no-progress"]) == 1
+    assert flow_cli.main([str(one), "--out", str(tmp_path / "one.npz"), "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert "error:" in err and "1 frame" in err and "at least 2" in err and "Traceback" not in err
     assert not (tmp_path / "one.npz").exists()

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import ml_collections
 from jax.sharding import Mesh
 
-from i3d_jax import schedules
+from i3d_jax import graph, schedules
 from i3d_jax.model import PRESETS
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
@@ -20,6 +20,7 @@ CHOICES = {
     "model.schedule": schedules.SCHEDULES,
     "model.dtype": DTYPES,
     "model.temporal_padding": ("zeros", "replicate"),
+    "model.graph": ("auto", *graph.NAMED),
     "optimizer.name": ("sgd", "adam"),
     "lr.schedule": ("step", "cosine", "constant"),
     "init.method": ("scratch", "inflate", "pretrained"),

@@ -62,7 +62,7 @@ def setup(
     state, shardings, abstract = state_lib.create_state(
         init_fn, None if host is None else (lambda: host), tx, mesh, config, key
     )
-    remat = config.model.remat and not getattr(model, "remat", False)
+    remat = config.model.remat and not hasattr(model, "graph")  # else remat per block
     step_fn = steps.make_train_step(
         config, task.forward(config, model), task.per_example, mesh, tx, lr_fn, shardings, remat
     )

@@ -19,10 +19,10 @@ import optax
 from flax import traverse_util
 from jax.sharding import Mesh
 
-from i3d_jax import sharding
+from i3d_jax import graph, sharding
 from i3d_jax.inception2d import InceptionV1
 from i3d_jax.inflate import inflate
-from i3d_jax.model import get_preset
+from i3d_jax.model import get_preset, small, tiny
 from i3d_jax.training.config import DTYPES
 from i3d_jax.weights import common, load_pretrained
 
@@ -33,8 +33,10 @@ def build_model(config: ml_collections.ConfigDict, bn_axis_name: str | None = No
     """The configured preset (compute dtype from the config, float32 params)."""
     factory = get_preset(config.model.preset)
     extra = {}
-    if config.model.remat and "remat" in getattr(factory, "__dataclass_fields__", {}):
-        extra["remat"] = True  # per Inception block; else the steps rematerialise the forward
+    if "graph" in getattr(factory, "__dataclass_fields__", {}) or factory in (small, tiny):
+        # How the network is computed ("auto": the fastest measured on this backend); remat
+        # per Inception block. A stand-in model without a graph: the steps remat the forward.
+        extra["graph"] = graph.resolve(config.model.graph).replace(remat=config.model.remat)
     return factory(
         **extra,
         num_classes=config.model.num_classes,

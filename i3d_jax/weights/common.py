@@ -296,11 +296,19 @@ def build(mapped: Mapped, ndim: int = 3, **overrides) -> tuple[InceptionI3d, dic
     return model, merge(mapped, abstract_variables(model))
 
 
+# Model fields of earlier versions that are now part of `graph` (how, not what, is computed).
+LEGACY_GRAPH_FIELDS = ("time_to_channels", "conv1_space_to_depth", "remat", "fold_bn", "fuse_1x1")
+
+
 def model_options(model: InceptionI3d) -> dict[str, Any]:
-    """The constructor fields of a model as JSON-able values (for a model card)."""
+    """The constructor fields of a model as JSON-able values (for a model card).
+
+    `graph` (how the network is computed, not what) is left out: a loaded model takes the
+    fastest graph of the machine it runs on.
+    """
     out = {}
     for f in dataclasses.fields(model):
-        if f.name in ("parent", "name"):
+        if f.name in ("parent", "name", "graph"):
             continue
         v = getattr(model, f.name)
         if isinstance(v, schedules.PoolingSchedule):
@@ -314,8 +322,8 @@ def model_options(model: InceptionI3d) -> dict[str, Any]:
 
 
 def model_from_options(options: Mapping[str, Any], **overrides) -> InceptionI3d:
-    """Inverse of `model_options`."""
-    opts = dict(options)
+    """Inverse of `model_options` (cards written before `graph` existed included)."""
+    opts = {k: v for k, v in options.items() if k not in LEGACY_GRAPH_FIELDS}
     if "channels" in opts:
         opts["channels"] = _channel_items(
             {k: tuple(c) if isinstance(c, list) else c for k, c in opts["channels"].items()}
