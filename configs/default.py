@@ -11,6 +11,9 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
+    c.task = (
+        "video"  # "video": I3D on clips; "features": a temporal head (configs/temporal_head.py)
+    )
     c.modality = "rgb"  # "rgb" (3 channels) or "flow" (2 channels)
 
     c.model = ml_collections.ConfigDict()

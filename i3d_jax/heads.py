@@ -109,7 +109,7 @@ class TransformerEncoder(nn.Module):
     """A small pre-norm transformer; keys of padded windows are masked out of every attention."""
 
     num_classes: int
-    dim: int = 64
+    hidden: int = 64  # the model width
     num_layers: int = 2
     num_heads: int = 4
     mlp_dim: int = 128
@@ -119,14 +119,14 @@ class TransformerEncoder(nn.Module):
 
     @nn.compact
     def __call__(self, features, mask, times, train: bool = False):
-        h = nn.Dense(self.dim, name="Input")(features)
-        h = h + time_encoding(times, self.dim, self.min_period, self.max_period)
+        h = nn.Dense(self.hidden, name="Input")(features)
+        h = h + time_encoding(times, self.hidden, self.min_period, self.max_period)
         h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
         # Every query (padded ones too, whose rows are discarded) attends to real keys only.
         b, n = mask.shape
         attn_mask = jnp.broadcast_to(mask[:, None, None, :], (b, 1, n, n))
         for i in range(self.num_layers):
-            h = _EncoderLayer(self.dim, self.num_heads, self.mlp_dim, self.dropout_rate,
+            h = _EncoderLayer(self.hidden, self.num_heads, self.mlp_dim, self.dropout_rate,
                               name=f"Layer_{i}")(h, attn_mask, train)  # fmt: skip
         h = nn.LayerNorm(name="Norm")(h)
         return _finish(nn.Dense(self.num_classes, name="Logits")(h), mask)

@@ -3,7 +3,8 @@
 `setup` builds the mesh, model, optimizer, sharded state and jitted step; the loop feeds host
 batches, logs, checkpoints (last k with the data-iterator state, best by validation), evaluates,
 stops cleanly on SIGTERM or a non-finite loss, and resumes from the workdir. What is trained is a
-`Task` (default: `VideoClassification`, I3D on clips); see docs/architecture.md.
+`Task` (default: the one `config.task` names: "video", I3D on clips, or "features", a temporal
+head over window features); see docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from i3d_jax import plots, sharding
 from i3d_jax.training import checkpoints, evaluation, run_utils, steps
 from i3d_jax.training import state as state_lib
 from i3d_jax.training.config import TrainingError, check_devices, validate_config
+from i3d_jax.training.features import task_for
 from i3d_jax.training.task import Task
-from i3d_jax.training.video import VideoClassification
 
 
 @dataclasses.dataclass
@@ -49,7 +50,7 @@ def setup(
     config: ml_collections.ConfigDict, mesh: Mesh | None = None, task: Task | None = None
 ) -> Setup:
     """Validates the config, builds the mesh, model, optimizer, sharded state and jitted step."""
-    task = task or VideoClassification()
+    task = task or task_for(config)
     validate_config(config)
     mesh = mesh or sharding.make_mesh(config.mesh.data, config.mesh.fsdp)
     check_devices(config, mesh)
@@ -91,7 +92,7 @@ def train_and_evaluate(
     "interrupted", "finished_before", "evaluated_now"}`; a finished run is not redone.
     """
     t_start = time.time()
-    task = task or VideoClassification()
+    task = task or task_for(config)
     validate_config(config)
     wd = checkpoints.Workdir.at(workdir)
     wd.check_writable()

@@ -1,0 +1,1 @@
+"""One config per temporal head: each imports configs/temporal_head.py and picks the head."""

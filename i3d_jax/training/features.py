@@ -1,0 +1,391 @@
+"""The temporal-head task: classify videos from sequences of I3D window features.
+
+Data: the `.npz` files `python -m i3d_jax.extract_features` writes (`features [N, crops, D]`,
+averaged over crops, or `[N, D]`; `timestamps [N, 2]` in seconds, each window's time its centre,
+or `times [N]`; `settings` and `settings_fingerprint`), read from a plain folder (no TFDS builder
+yet) laid out as `<dataset.folder>/<split>/<class>/<video>.npz`, or listed in a CSV
+(`features.csv`: header `path,label,split`, paths relative to the CSV's folder). Every file of a
+dataset (all splits) must share one settings fingerprint: a mix is refused, naming both files. A
+file of the wrong width, with no windows or no label is reported (`warning: skipped FILE: ...`)
+and skipped; the scan goes on and counts them.
+
+Training batches (Grain, per-host shard like `i3d_jax.data.pipeline`): a random run of at most
+`features.max_windows` consecutive windows per video, zero-padded, `mask` marking the real ones,
+feature dropout (`features.feature_dropout`, inverted scaling). Evaluation: whole sequences padded
+to the longest (a multiple of 8), masked. Keys: `features [B, M, D]` float32, `mask [B, M]` bool,
+`times [B, M]` float32 seconds, `label [B]` int32.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import pathlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import flax.linen as nn
+import grain
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from jax.sharding import Mesh
+
+from i3d_jax import heads, sharding
+from i3d_jax.extract_features import settings_diff
+from i3d_jax.training import evaluation, steps
+from i3d_jax.training.video import VideoClassification
+
+INPUTS = ("features", "mask", "times")
+EVAL_KEYS = (*INPUTS, "label", "index", "real")
+
+
+class FeatureFileError(ValueError):
+    """A feature file that cannot be used (the message names the file and what was expected)."""
+
+
+@dataclasses.dataclass
+class FeatureSet:
+    """The usable videos of one split and what was skipped (messages naming each file)."""
+
+    examples: list[dict]  # {"features" [N, D] float32, "times" [N] float32, "label", "path"}
+    skipped: list[str]
+    fingerprint: str = ""
+    first: str = ""  # the file whose settings the others must match
+    settings: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureData:
+    train: FeatureSet
+    eval: FeatureSet | None
+    label_names: tuple[str, ...]
+    feature_dim: int
+
+
+def read_feature_file(path: str | pathlib.Path, feature_dim: int = 0) -> dict:
+    """`{"features" [N, D] float32, "times" [N] float32, "fingerprint", "settings"}` of one file;
+    FeatureFileError naming the file for a wrong width (`feature_dim > 0`), no windows, no times."""
+    path = pathlib.Path(path)
+    try:
+        with np.load(path) as z:
+            if "features" not in z.files:
+                raise FeatureFileError(f"{path}: no 'features' array (expected an extract_features .npz)")  # fmt: skip
+            feats = np.asarray(z["features"], np.float32)
+            if "times" in z.files:
+                times = np.asarray(z["times"], np.float32)
+            elif "timestamps" in z.files:
+                times = np.asarray(z["timestamps"], np.float64).mean(-1).astype(np.float32)
+            else:
+                raise FeatureFileError(f"{path}: no 'timestamps' [N, 2] or 'times' [N] array")
+            fp = str(z["settings_fingerprint"]) if "settings_fingerprint" in z.files else ""
+            settings = json.loads(str(z["settings"])) if "settings" in z.files else {}
+    except (OSError, ValueError, EOFError) as e:
+        if isinstance(e, FeatureFileError):
+            raise
+        raise FeatureFileError(f"{path}: not a readable .npz ({e})") from e
+    if feats.ndim == 3:
+        feats = feats.mean(1)  # the crops' average
+    if feats.ndim != 2:
+        raise FeatureFileError(
+            f"{path}: features of shape {feats.shape}; expected pooled [windows, crops, D] or "
+            "[windows, D] (extract_features --pooled)"
+        )
+    if feats.shape[0] == 0:
+        raise FeatureFileError(f"{path}: an empty sequence (0 windows); expected at least 1")
+    if feature_dim and feats.shape[1] != feature_dim:
+        raise FeatureFileError(
+            f"{path}: features of width {feats.shape[1]}; expected {feature_dim}"
+        )
+    if times.shape != feats.shape[:1]:
+        raise FeatureFileError(f"{path}: {times.shape[0]} times for {feats.shape[0]} windows")
+    return {"features": feats, "times": times, "fingerprint": fp, "settings": settings}
+
+
+def folder_items(root: str | pathlib.Path, split: str) -> list[tuple[pathlib.Path, str | None]]:
+    """(file, class name) of `<root>/<split>/<class>/*.npz`; a file not in a class folder has no
+    label (None). Raises FileNotFoundError for a missing split folder."""
+    base = pathlib.Path(root) / split
+    if not base.is_dir():
+        raise FileNotFoundError(f"feature split folder {str(base)!r} not found")
+    items: list[tuple[pathlib.Path, str | None]] = [(p, None) for p in sorted(base.glob("*.npz"))]
+    for d in sorted(p for p in base.iterdir() if p.is_dir()):
+        items += [(p, d.name) for p in sorted(d.glob("*.npz"))]
+    return items
+
+
+def csv_items(path: str | pathlib.Path, split: str) -> list[tuple[pathlib.Path, str | None]]:
+    """(file, class name or None) of the CSV's rows of `split` (columns `path,label,split`)."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"features.csv {str(path)!r} not found")
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        missing = {"path", "label", "split"} - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(
+                f"{path}: columns {sorted(missing)} missing; expected path,label,split"
+            )
+        rows = [r for r in reader if r["split"] == split]
+    return [(path.parent / r["path"], (r["label"] or "").strip() or None) for r in rows]
+
+
+def scan(
+    items: Sequence[tuple[pathlib.Path, str | None]],
+    label_names: Sequence[str],
+    feature_dim: int = 0,
+    reference: FeatureSet | None = None,
+) -> FeatureSet:
+    """Reads every file: bad ones are skipped with a message; files extracted with settings other
+    than the first's (or `reference`'s) raise ValueError naming both files."""
+    out = FeatureSet([], [])
+    if reference is not None:
+        out.fingerprint, out.first, out.settings = (
+            reference.fingerprint, reference.first, reference.settings)  # fmt: skip
+    index = {name: i for i, name in enumerate(label_names)}
+    for path, label in items:
+        try:
+            if label is None:
+                raise FeatureFileError(
+                    f"{path}: no label (expected the file in a class folder <split>/<class>/ or "
+                    "a label in the CSV)"
+                )
+            if label not in index:
+                raise FeatureFileError(f"{path}: label {label!r} is not one of {list(label_names)}")
+            ex = read_feature_file(path, feature_dim)
+        except FeatureFileError as e:
+            out.skipped.append(str(e))
+            print(f"warning: skipped {e}", flush=True)
+            continue
+        if not out.first:
+            out.fingerprint, out.first, out.settings = ex["fingerprint"], str(path), ex["settings"]
+            feature_dim = feature_dim or ex["features"].shape[1]
+        elif ex["fingerprint"] != out.fingerprint:
+            raise ValueError(
+                f"{path} was extracted with other settings than {out.first} "
+                f"({settings_diff(out.settings, ex['settings'])}); a dataset must not mix them: "
+                "extract all videos with the same settings"
+            )
+        feature_dim = feature_dim or ex["features"].shape[1]
+        out.examples.append({"features": ex["features"], "times": ex["times"],
+                             "label": np.int32(index[label]), "path": str(path)})  # fmt: skip
+    if out.skipped:
+        print(f"skipped {len(out.skipped)} of {len(items)} feature files", flush=True)
+    return out
+
+
+def load_data(config: ml_collections.ConfigDict) -> FeatureData:
+    """Scans the train and eval splits (classes: the train split's, sorted)."""
+    f = config.features
+
+    def items(split):
+        return csv_items(f.csv, split) if f.csv else folder_items(config.dataset.folder, split)
+
+    train_items = items(config.dataset.train_split)
+    names = tuple(sorted({label for _, label in train_items if label is not None}))
+    if not names:
+        raise ValueError(f"no labelled feature files in split {config.dataset.train_split!r}")
+    if len(names) > config.model.num_classes:
+        raise ValueError(
+            f"dataset has {len(names)} classes but config.model.num_classes="
+            f"{config.model.num_classes}"
+        )
+    train = scan(train_items, names, f.feature_dim)
+    if not train.examples:
+        raise ValueError(f"no usable feature files in split {config.dataset.train_split!r}")
+    dim = train.examples[0]["features"].shape[1]
+    ev = None
+    if config.dataset.eval_split:
+        try:
+            ev = scan(items(config.dataset.eval_split), names, dim, reference=train)
+        except FileNotFoundError as e:
+            print(f"warning: no evaluation: {e}")
+    return FeatureData(train, ev, names, dim)
+
+
+class TrainTransform(grain.transforms.RandomMap):
+    """A random run of at most `max_windows` windows, padded and masked, feature dropout."""
+
+    def __init__(self, max_windows: int, feature_dropout: float):
+        self.max_windows, self.p = max_windows, feature_dropout
+
+    def random_map(self, element: dict, rng: np.random.Generator) -> dict:
+        feats, times = element["features"], element["times"]
+        n = len(feats)
+        take = min(n, self.max_windows)
+        start = int(rng.integers(0, n - take + 1))
+        feats, times = feats[start : start + take], times[start : start + take]
+        if self.p > 0:
+            keep = rng.random(feats.shape) >= self.p
+            feats = feats * keep / (1.0 - self.p)
+        return pad(feats, times, self.max_windows, element["label"])
+
+
+def pad(feats: np.ndarray, times: np.ndarray, length: int, label: Any) -> dict:
+    """`{"features" [length, D], "mask" [length], "times" [length], "label"}` (zeros after)."""
+    n = len(feats)
+    out = np.zeros((length, feats.shape[1]), np.float32)
+    out[:n] = feats
+    t = np.zeros(length, np.float32)
+    t[:n] = times
+    return {"features": out, "mask": np.arange(length) < n, "times": t, "label": np.int32(label)}
+
+
+def train_dataset(
+    examples: Sequence[dict], config: ml_collections.ConfigDict, host_batch: int
+) -> grain.IterDataset:
+    """This host's shuffled, repeated, cropped batches (host `i` of `P` takes `i, i + P, ...`)."""
+    pi, pc = jax.process_index(), jax.process_count()
+    per_host = len(examples) // pc
+    if per_host < host_batch:
+        raise ValueError(
+            f"each of {pc} processes gets {per_host} feature sequences, fewer than host batch "
+            f"{host_batch}"
+        )
+    mine = [examples[i] for i in range(pi, per_host * pc, pc)]
+    f = config.features
+    ds = grain.MapDataset.source(mine).shuffle(seed=config.seed).repeat()
+    ds = ds.random_map(TrainTransform(f.max_windows, f.feature_dropout), seed=config.seed + 1)
+    ds = ds.batch(host_batch, drop_remainder=True)
+    return ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=2))
+
+
+def eval_batches(examples: Sequence[dict], host_batch: int) -> Iterator[dict]:
+    """Whole sequences padded to the longest (a multiple of 8), `real=0` rows filling the last
+    batch so every host runs as many batches; host `i` of `P` takes `i, i + P, ...`."""
+    pi, pc = jax.process_index(), jax.process_count()
+    length = 8 * math.ceil(max(len(e["features"]) for e in examples) / 8)
+    shard = list(range(pi, len(examples), pc))
+    total = max(math.ceil(math.ceil(len(examples) / pc) / host_batch), 1) * host_batch
+    rows = []
+    for i in range(total):
+        j = shard[i] if i < len(shard) else shard[0] if shard else 0
+        e = examples[j]
+        row = pad(e["features"], e["times"], length, e["label"])
+        rows.append({**row, "index": np.int32(j), "real": np.int32(i < len(shard))})
+        if len(rows) == host_batch:
+            yield {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+            rows = []
+
+
+def head_kwargs(config: ml_collections.ConfigDict) -> dict:
+    """The `config.head` options the chosen head has (others are for other heads)."""
+    cls = heads.HEADS.get(config.head.name)
+    if cls is None:
+        raise ValueError(f"config.head.name={config.head.name!r} is not one of {sorted(heads.HEADS)}")  # fmt: skip
+    return {k: v for k, v in config.head.items() if k != "name" and k in cls.__dataclass_fields__}
+
+
+class FeatureSequenceClassification:
+    """A temporal head (`config.head.name`) trained with cross-entropy on video labels."""
+
+    best_metric = "video_top1"
+    inputs = INPUTS
+
+    def build_model(
+        self, config: ml_collections.ConfigDict, bn_axis_name: str | None = None
+    ) -> nn.Module:
+        del bn_axis_name  # the heads have no BatchNorm
+        return heads.build_head(config.head.name, config.model.num_classes, **head_kwargs(config))
+
+    def init_variables(
+        self, config: ml_collections.ConfigDict, model: nn.Module, rng: jax.Array
+    ) -> dict:
+        n, d = config.features.max_windows, config.features.feature_dim
+        if not d:
+            raise ValueError("config.features.feature_dim must be set (load_data sets it)")
+        x, m, t = jnp.zeros((1, n, d)), jnp.ones((1, n), bool), jnp.zeros((1, n))
+        return {"params": model.init({"params": rng}, x, m, t)["params"], "batch_stats": {}}
+
+    def initial_variables(
+        self, config: ml_collections.ConfigDict, model: nn.Module, rng: jax.Array
+    ) -> dict | None:
+        return None
+
+    def forward(self, config: ml_collections.ConfigDict, model: nn.Module) -> Callable:
+        def fwd(variables, batch, train, rng):
+            video, _ = model.apply(
+                {"params": variables["params"]}, batch["features"], batch["mask"], batch["times"],
+                train=train, rngs={"dropout": rng} if train else None,
+            )  # fmt: skip
+            return video, variables["batch_stats"]
+
+        return fwd
+
+    def per_example(self, logits: jax.Array, batch: dict) -> tuple[jax.Array, jax.Array]:
+        label = batch["label"]
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, label)
+        return loss, (jnp.argmax(logits, -1) == label).astype(jnp.float32)
+
+    def data(self, config: ml_collections.ConfigDict) -> FeatureData:
+        data = load_data(config)
+        if config.features.feature_dim == 0:
+            with config.unlocked():
+                config.features.feature_dim = data.feature_dim
+        return data
+
+    def train_iterator(self, config: ml_collections.ConfigDict, data: FeatureData) -> Iterator:
+        return iter(train_dataset(data.train.examples, config, config.batch_size // jax.process_count()))  # fmt: skip
+
+    def evaluate(
+        self,
+        config: ml_collections.ConfigDict,
+        model: nn.Module,
+        variables: dict,
+        mesh: Mesh,
+        data: FeatureData,
+        checkpoint: Any = "",
+    ) -> dict | None:
+        if data.eval is None or not data.eval.examples:
+            return None
+        preds = predict(self.forward(config, model), variables, data.eval.examples, mesh,
+                        config.eval.batch_size // jax.process_count())  # fmt: skip
+        summary = evaluation.summarize(preds, config.model.num_classes)
+        return {
+            **summary,
+            "protocol": f"whole feature sequence, head {config.head.name}",
+            "checkpoint": checkpoint,
+            "dataset": f"{config.features.csv or config.dataset.folder}:{config.dataset.eval_split}",
+            "label_set": list(data.label_names),
+            "settings_fingerprint": data.train.fingerprint,
+            "skipped_files": len(data.eval.skipped),
+        }
+
+    def write_reports(self, outdir: Any, results: dict) -> None:
+        evaluation.write_reports(outdir, results)
+
+
+def predict(
+    forward: Callable, variables: dict, examples: Sequence[dict], mesh: Mesh, host_batch: int
+) -> dict:
+    """Video logits of every sequence: numpy `logits [V, K]`, `label`, `index`, `view` (zeros)."""
+    step = steps.make_eval_step(forward, mesh, inputs=INPUTS)
+    parts: dict[str, list] = {}
+    for host in eval_batches(examples, host_batch):
+        out = jax.device_get(step(variables, sharding.global_batch(host, mesh)))
+        for k, v in out.items():
+            parts.setdefault(k, []).append(np.asarray(v))
+    cat = {k: np.concatenate(v) for k, v in parts.items()}
+    real = cat.pop("real") > 0
+    cat = {k: v[real] for k, v in cat.items()}
+    order = np.argsort(cat["index"], kind="stable")
+    cat = {k: v[order] for k, v in cat.items()}
+    return {**cat, "view": np.zeros_like(cat["index"])}
+
+
+TASKS: dict[str, Callable[[], Any]] = {
+    "video": VideoClassification,
+    "features": FeatureSequenceClassification,
+}
+
+
+def task_for(config: ml_collections.ConfigDict) -> Any:
+    """The task `config.task` names ("video": I3D on clips; "features": a temporal head)."""
+    name = config.get("task", "video")
+    if name not in TASKS:
+        raise ValueError(f"config.task={name!r} is not one of {sorted(TASKS)}")
+    return TASKS[name]()
