@@ -16,7 +16,7 @@ from jax.sharding import Mesh
 
 from i3d_jax import sharding
 from i3d_jax.data import pipeline
-from i3d_jax.training import checkpoints, evaluation, video
+from i3d_jax.training import checkpoints, evaluation, features, video
 from i3d_jax.training.config import load_config_file, validate_config
 from i3d_jax.weights import load_pretrained
 
@@ -57,6 +57,20 @@ def evaluate_stream(
     return preds, {**summary, **video.describe(config, info, where)}, where
 
 
+def evaluate_head(
+    config: ml_collections.ConfigDict, checkpoint: str | os.PathLike, mesh: Mesh
+) -> dict:
+    """Results of a temporal head (`config.task = "features"`) on its eval split."""
+    task = features.FeatureSequenceClassification()
+    data = task.data(config)
+    model = task.build_model(config)
+    variables, where = load_variables(config, checkpoint, model, mesh, task)
+    results = task.evaluate(config, model, variables, mesh, data, where)
+    if results is None:
+        raise ValueError(f"no usable feature files in split {config.dataset.eval_split!r}")
+    return results
+
+
 def evaluate(
     config: ml_collections.ConfigDict,
     workdir: str | os.PathLike,
@@ -67,8 +81,11 @@ def evaluate(
     (`config.eval.fuse_with` + `config.eval.fuse_config`); writes results.json and reports."""
     validate_config(config)
     mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp)
-    preds, results, where = evaluate_stream(config, checkpoint or workdir, mesh)
-    if config.eval.fuse_with:
+    if config.get("task", "video") == "features":
+        results = evaluate_head(config, checkpoint or workdir, mesh)
+    else:
+        preds, results, where = evaluate_stream(config, checkpoint or workdir, mesh)
+    if config.eval.fuse_with and config.get("task", "video") == "video":
         other_cfg = load_config_file(config.eval.fuse_config) if config.eval.fuse_config else config
         validate_config(other_cfg)
         other, other_res, other_where = evaluate_stream(other_cfg, config.eval.fuse_with, mesh)
