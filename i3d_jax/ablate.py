@@ -1,0 +1,64 @@
+"""Ablation grids in one command: every combination of the varied config fields x seeds.
+
+    python -m i3d_jax.ablate run --config configs/synthetic_motion.py \\
+        --axis model.schedule=paper,temporal_early --axis init.inflate_method=mean,center \\
+        --seeds 3 --workdir runs/ablate [--set num_train_steps=200] [--launch [--prefix srun]]
+    python -m i3d_jax.ablate report --workdir runs/ablate [--baseline model.schedule=paper]
+
+`run` writes `<workdir>/ablate.json` (the grid: config file, axes, fixed overrides, seeds) and trains
+each run in `<workdir>/<setting>/seed_<k>` one after another (`config.seed = k`) through
+`i3d_jax.training.loop.train_and_evaluate`. It is resumable: a run with `eval/results.json` is
+skipped without building anything, a run cut short resumes from its last checkpoint. `--launch`
+prints one `train.py` command line per unfinished run instead (prefix them for a cluster, e.g.
+`srun`; see the multi-host lines in docs/training.md). `report` is `i3d_jax.ablate_report`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from i3d_jax import ablate_report
+from i3d_jax.ablate_grid import launch_lines, make_grid, run_grid, write_manifest
+from i3d_jax.training.config import TrainingError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m i3d_jax.ablate", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="train the grid (or print its launch lines)")
+    r.add_argument("--config", required=True, help="base config file, e.g. configs/X.py")
+    r.add_argument("--axis", action="append", default=[], help="FIELD=V1,V2,... (repeatable)")
+    r.add_argument("--set", action="append", default=[], help="FIELD=VALUE for every run")
+    r.add_argument("--seeds", type=int, default=3, help="seeds per setting (config.seed 0..N-1)")
+    r.add_argument("--workdir", required=True)
+    r.add_argument("--launch", action="store_true", help="print one command line per run")
+    r.add_argument("--prefix", default="", help="with --launch: put before each line (srun ...)")
+    rep = sub.add_parser("report", help="collect the runs into report.md/.json/.png")
+    rep.add_argument("--workdir", required=True)
+    rep.add_argument("--baseline", default="", help="FIELD=VALUE of the reference setting")
+    rep.add_argument("--alpha", type=float, default=0.05, help="significance level")
+    args = p.parse_args(argv)
+    try:
+        if args.command == "report":
+            report = ablate_report.write_report(args.workdir, args.baseline, args.alpha)
+            print(ablate_report.markdown(report))
+            return 0
+        if not args.axis:
+            raise ValueError("give at least one --axis FIELD=V1,V2")
+        grid = make_grid(args.config, args.axis, args.set, args.seeds)
+        if args.launch:
+            write_manifest(grid, args.workdir)
+            print("\n".join(launch_lines(grid, args.workdir, args.prefix)))
+            return 0
+        done = run_grid(grid, args.workdir)
+        print(f"ran {len(done['ran'])} runs, skipped {len(done['skipped'])} finished ones")
+    except (ValueError, TrainingError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
