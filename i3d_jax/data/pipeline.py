@@ -427,7 +427,7 @@ def load_source(dataset_cfg: Any, split: str, build: bool = True) -> tuple[Any, 
                     for i, (v, y) in enumerate(zip(videos, labels, strict=True))
                 ]
             )
-            info = SourceInfo(tuple(sm.CLASS_NAMES[: bc.num_classes]), name=f"{name}/{bc.name}")
+            info = SourceInfo(sm.class_names(bc), name=f"{name}/{bc.name}")
             return src, info
         builder = sm.SyntheticMotion(config=cfg_name, data_dir=data_dir, file_format="array_record")
     elif name == "video_folder":

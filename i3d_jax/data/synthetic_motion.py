@@ -23,6 +23,23 @@ leaving one edge enters at the other) and starting positions and angles are unif
 frame has the same distribution whatever the class: a single-frame classifier is at chance, while
 the frame-to-frame displacement or rotation gives the label exactly (see ``tests/test_synthetic.py``).
 
+Two builder configs are tasks built to tell pooling schedules apart (``task`` field; see the
+README's "Ablations" section and ``python -m i3d_jax.ablate``). Both use 36-frame videos, the
+fewest that every named schedule accepts (``temporal_early`` needs 33), and one small disc of random
+bright colour on a dark background whose start is uniform on the torus, so a single frame is at
+chance:
+
+* ``fast_small`` (8 classes, :data:`FAST_SMALL_NAMES`): a disc of radius about 1.5 px moving right,
+  left, down or up at a slow (about 1 px/frame) or fast (about 4 px/frame) speed; class = direction x
+  speed. At the fast speed consecutive positions do not overlap, so a max-pool over time early in the
+  network merges them into one streak, where direction (which end is newest) is lost unless earlier
+  layers encoded it: built to detect the cost of pooling time early.
+* ``reverse`` (2 classes, :data:`REVERSE_NAMES`): a disc moves in a uniformly random direction, is
+  hidden for ``gap`` frames (background only) around the middle of the video, and reappears moving
+  in the same direction (``one_way``) or the opposite one (``reverse``, it turned while hidden). Each
+  half alone has the same distribution in both classes; only a view spanning both halves and the gap
+  (about ``gap`` + 4 frames) tells them apart: built to detect a too short temporal receptive field.
+
 Use it through TFDS (no TensorFlow needed)::
 
     from i3d_jax.data.synthetic_motion import SyntheticMotion
@@ -52,6 +69,12 @@ CLASS_NAMES = (
     "clockwise",
     "counterclockwise",
 )
+FAST_SMALL_NAMES = tuple(
+    f"{d}_{v}" for d in ("right", "left", "down", "up") for v in ("slow", "fast")
+)
+REVERSE_NAMES = ("one_way", "reverse")
+TASKS = ("motion", "fast_small", "reverse")
+_AXES = ((1.0, 0.0), (-1.0, 0.0), (0.0, 1.0), (0.0, -1.0))
 # Unit motion per class: (dx, dy, dtheta) with dtheta in units of the rotation speed. Image y points
 # down, so a clockwise rotation on screen increases the angle measured from +x towards +y.
 _MOTIONS = {
@@ -82,6 +105,10 @@ class SyntheticMotionConfig(tfds.core.BuilderConfig):
       speed: translation speed in pixels per frame at ``size=32`` (scaled with `size`).
       rotation_deg: rotation speed in degrees per frame.
       noise: standard deviation of the added pixel noise (uint8 units).
+      task: "motion" (the shapes above), "fast_small" or "reverse" (see the module docstring).
+      speeds: fast_small: the slow and fast speeds in pixels per frame at ``size=32``.
+      radius: fast_small and reverse: the disc's radius in pixels at ``size=32``.
+      gap: reverse: frames the disc is hidden around the middle.
     """
 
     num_classes: int = 6
@@ -93,6 +120,10 @@ class SyntheticMotionConfig(tfds.core.BuilderConfig):
     speed: float = 2.0
     rotation_deg: float = 15.0
     noise: float = 6.0
+    task: str = "motion"
+    speeds: tuple[float, float] = (1.0, 4.0)
+    radius: float = 1.5
+    gap: int = 8
 
 
 def render_video(
@@ -162,7 +193,61 @@ def generate_dataset(
     return videos, labels
 
 
+def class_names(config: SyntheticMotionConfig) -> tuple[str, ...]:
+    """The label names of a config (its task's table, first `num_classes` of them)."""
+    table = {"fast_small": FAST_SMALL_NAMES, "reverse": REVERSE_NAMES}.get(config.task, CLASS_NAMES)
+    return table[: config.num_classes]
+
+
+def _disc_video(rng, centres, visible, radius, size, noise) -> np.ndarray:
+    """uint8 `[T, size, size, 3]`: a disc at `centres [T, 2]` (x, y, on the torus) where visible."""
+    background = rng.uniform(0, 80, 3)
+    colour = rng.uniform(150, 255, 3)
+    n = size * _SUPERSAMPLE
+    grid = (np.arange(n) + 0.5) / _SUPERSAMPLE
+    dx = np.mod(grid[None, None, :] - centres[:, 0, None, None] + size / 2, size) - size / 2
+    dy = np.mod(grid[None, :, None] - centres[:, 1, None, None] + size / 2, size) - size / 2
+    mask = (dx**2 + dy**2 <= radius**2) & visible[:, None, None]
+    t = len(centres)
+    cover = mask.reshape(t, size, _SUPERSAMPLE, size, _SUPERSAMPLE).mean(axis=(2, 4))
+    frames = background + cover[..., None] * (colour - background)
+    if noise > 0:
+        frames = frames + rng.normal(0.0, noise, frames.shape)
+    return np.clip(np.rint(frames), 0, 255).astype(np.uint8)
+
+
+def render_fast_small(rng: np.random.Generator, label: int, config: SyntheticMotionConfig):
+    """`fast_small` class `label` (direction = label // 2, fast = label % 2) as uint8 frames."""
+    scale = config.size / 32.0
+    start = rng.uniform(0.0, config.size, 2)
+    vel = config.speeds[label % 2] * scale * rng.uniform(0.9, 1.1)
+    radius = config.radius * scale * rng.uniform(0.9, 1.1)
+    t = np.arange(config.num_frames, dtype=np.float64)[:, None]
+    centres = start + t * vel * np.asarray(_AXES[label // 2])
+    visible = np.ones(config.num_frames, bool)
+    return _disc_video(rng, centres, visible, radius, config.size, config.noise)
+
+
+def render_reverse(rng: np.random.Generator, label: int, config: SyntheticMotionConfig):
+    """`reverse` class `label` (0 one_way, 1 reverse) as uint8 frames; the turn is hidden."""
+    scale, num = config.size / 32.0, config.num_frames
+    start = rng.uniform(0.0, config.size, 2)
+    angle = rng.uniform(0.0, 2 * np.pi)
+    vel = config.speed * scale * rng.uniform(0.85, 1.15)
+    radius = config.radius * scale * rng.uniform(0.9, 1.1)
+    hide = num // 2 - config.gap // 2 + int(rng.integers(-2, 3))
+    turn = hide + config.gap / 2  # the disc turns while hidden
+    t = np.arange(num, dtype=np.float64)
+    travelled = t if label == 0 else np.where(t <= turn, t, 2 * turn - t)
+    centres = start + travelled[:, None] * vel * np.array([np.cos(angle), np.sin(angle)])
+    visible = (t < hide) | (t >= hide + config.gap)
+    return _disc_video(rng, centres, visible, radius, config.size, config.noise)
+
+
 def _render_from_config(config: SyntheticMotionConfig, split: str, index: int, label: int):
+    if config.task != "motion":
+        render = render_fast_small if config.task == "fast_small" else render_reverse
+        return render(example_rng(config.seed, split, index), label, config)
     return render_video(
         example_rng(config.seed, split, index),
         label,
@@ -176,14 +261,26 @@ def _render_from_config(config: SyntheticMotionConfig, split: str, index: int, l
 
 def _config_dict(config: SyntheticMotionConfig) -> dict:
     names = ("num_classes", "num_frames", "size", "num_train", "num_validation", "seed", "speed")
-    return {k: getattr(config, k) for k in names + ("rotation_deg", "noise")}
+    out = {k: getattr(config, k) for k in names + ("rotation_deg", "noise")}
+    if config.task != "motion":  # the motion task's metadata stays as it was
+        out.update(task=config.task, speeds=list(config.speeds), radius=config.radius)
+        out["gap"] = config.gap
+    return out
 
 
 def _check_config(config: SyntheticMotionConfig) -> None:
-    if not 2 <= config.num_classes <= len(CLASS_NAMES):
+    if config.task not in TASKS:
+        raise ValueError(f"synthetic_motion: task must be one of {TASKS}, got {config.task!r}")
+    most = len(class_names(dataclasses.replace(config, num_classes=99)))
+    if not 2 <= config.num_classes <= most:
         raise ValueError(
-            f"synthetic_motion: num_classes must be in 2..{len(CLASS_NAMES)}, "
+            f"synthetic_motion: num_classes must be in 2..{most} for task {config.task!r}, "
             f"got {config.num_classes}"
+        )
+    if config.task == "reverse" and not 0 < config.gap <= config.num_frames - 8:
+        raise ValueError(
+            f"synthetic_motion: reverse needs 0 < gap <= num_frames - 8, got gap={config.gap}, "
+            f"num_frames={config.num_frames}"
         )
     if config.num_frames < 2 or config.size < 8:
         raise ValueError(
@@ -223,6 +320,21 @@ class SyntheticMotion(schema.VideoDatasetBuilder):
             num_train=16,
             num_validation=8,
         ),
+        SyntheticMotionConfig(
+            name="fast_small",
+            description="Ablation task: a small disc, 4 directions x slow/fast, 36 frames of 32x32.",
+            task="fast_small",
+            num_classes=8,
+            num_frames=36,
+        ),
+        SyntheticMotionConfig(
+            name="reverse",
+            description="Ablation task: one way vs reversed while hidden, 36 frames of 32x32.",
+            task="reverse",
+            num_classes=2,
+            num_frames=36,
+            radius=2.5,
+        ),
     ]
     DEFAULT_CONFIG_NAME = "default"
 
@@ -232,7 +344,7 @@ class SyntheticMotion(schema.VideoDatasetBuilder):
         return tfds.core.DatasetInfo(
             builder=self,
             description=__doc__.split("\n\n")[0],
-            features=schema.video_features(CLASS_NAMES[: config.num_classes]),
+            features=schema.video_features(class_names(config)),
             supervised_keys=(schema.VIDEO, schema.LABEL),
             metadata=tfds.core.MetadataDict(
                 {schema.MODALITY_KEY: "rgb", "config": _config_dict(config)}
