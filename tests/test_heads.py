@@ -2,6 +2,7 @@
 invariance, time positions, bad feature files, and a head trained through the loop on 8 devices
 equal to 1 device. Tiny shapes: D = 5, N <= 16."""
 
+import importlib
 import json
 import os
 import pathlib
@@ -16,7 +17,8 @@ from multihost_worker import ROOT
 from configs.heads import tcn
 from i3d_jax import heads, sharding
 from i3d_jax.extract_features import fingerprint
-from i3d_jax.training import features, loop
+from i3d_jax.training import config as config_lib
+from i3d_jax.training import evaluate, features, loop
 
 D, K = 5, 3
 SETTINGS = {"window": 16, "stride": 4, "fps": 25.0, "endpoint": "Mixed_5c"}
@@ -193,6 +195,26 @@ def test_a_head_trains_the_same_on_8_devices_as_on_1(tmp_path):
     assert r1["protocol"] == "whole feature sequence, head tcn"
     saved = json.loads((tmp_path / "eight/eval/results.json").read_text())
     assert saved["video_top1"] == r8["video_top1"] and saved["settings_fingerprint"]
+    # stopped after 2 steps, then resumed (state and data iterator from the checkpoint)
+    loop.train_and_evaluate(_config(root), tmp_path / "resumed", stop_after=2)
+    resumed = loop.train_and_evaluate(_config(root), tmp_path / "resumed")
+    assert resumed["steps"] == 4 and resumed["eval"]["video_top1"] == r8["video_top1"]
+    pr = jax.device_get(resumed["state"]["params"])
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), pr, p8)
+    # eval.py's unit on the workdir: the best checkpoint, the same numbers
+    again = evaluate.evaluate(_config(root), tmp_path / "eight", out=str(tmp_path / "ev.json"))
+    assert again["video_top1"] == r8["video_top1"] and again["num_videos"] == 8
+    assert again["checkpoint"] == str(tmp_path / "eight/best/4")
+
+
+@pytest.mark.parametrize("name", ["temporal_head", "heads.mean", "heads.tcn", "heads.transformer",
+                                  "heads.lstm"])  # fmt: skip
+def test_head_configs_are_valid(name):
+    c = importlib.import_module(f"configs.{name}").get_config()
+    config_lib.validate_config(c)
+    assert c.task == "features"
+    model = features.FeatureSequenceClassification().build_model(c)
+    assert model.name is None and type(model) is heads.HEADS[c.head.name]
 
 
 def test_unknown_task_and_head_options_are_named():

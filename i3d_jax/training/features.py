@@ -181,6 +181,14 @@ def scan(
 def load_data(config: ml_collections.ConfigDict) -> FeatureData:
     """Scans the train and eval splits (classes: the train split's, sorted)."""
     f = config.features
+    if not isinstance(f.max_windows, int) or f.max_windows < 1:
+        raise ValueError(
+            f"config.features.max_windows={f.max_windows!r} must be a positive integer"
+        )
+    if not 0.0 <= f.feature_dropout < 1.0:
+        raise ValueError(f"config.features.feature_dropout={f.feature_dropout} not in [0, 1)")
+    if not f.csv and not config.dataset.folder:
+        raise ValueError("config.dataset.folder (or config.features.csv) must name the features")
 
     def items(split):
         return csv_items(f.csv, split) if f.csv else folder_items(config.dataset.folder, split)
