@@ -228,3 +228,7 @@ def test_unknown_task_and_head_options_are_named():
         heads.build_head("mean", 2, hidden=3)
     with pytest.raises(ValueError, match=r"unknown head 'gru'"):
         heads.build_head("gru", 2)
+    c = tcn.get_config()
+    c.eval.fuse_with = "other_run"
+    with pytest.raises(ValueError, match=r"late fusion is for two video streams"):
+        evaluate.evaluate(c, "unused")

@@ -61,6 +61,11 @@ def evaluate_head(
     config: ml_collections.ConfigDict, checkpoint: str | os.PathLike, mesh: Mesh
 ) -> dict:
     """Results of a temporal head (`config.task = "features"`) on its eval split."""
+    if config.eval.fuse_with:
+        raise ValueError(
+            "config.eval.fuse_with: late fusion is for two video streams; a temporal head takes "
+            "both streams' features at once (extract_features --stream both)"
+        )
     task = features.FeatureSequenceClassification()
     data = task.data(config)
     model = task.build_model(config)
@@ -85,7 +90,7 @@ def evaluate(
         results = evaluate_head(config, checkpoint or workdir, mesh)
     else:
         preds, results, where = evaluate_stream(config, checkpoint or workdir, mesh)
-    if config.eval.fuse_with and config.get("task", "video") == "video":
+    if config.eval.fuse_with:
         other_cfg = load_config_file(config.eval.fuse_config) if config.eval.fuse_config else config
         validate_config(other_cfg)
         other, other_res, other_where = evaluate_stream(other_cfg, config.eval.fuse_with, mesh)
