@@ -24,6 +24,7 @@ def get_config():
 
     c.features = ml_collections.ConfigDict()
     c.features.csv = ""  # a CSV of path,label,split instead of the folder layout
+    c.features.tfds_dir = ""  # or a dataset built by i3d_jax.feature_dataset.FeatureSequences
     c.features.feature_dim = 0  # 0: from the first file (1024 per stream for Mixed_5c)
     c.features.max_windows = 64  # training: a random run of at most this many windows
     c.features.feature_dropout = 0.0  # training: dropout on the input features

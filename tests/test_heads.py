@@ -232,3 +232,31 @@ def test_unknown_task_and_head_options_are_named():
     c.eval.fuse_with = "other_run"
     with pytest.raises(ValueError, match=r"late fusion is for two video streams"):
         evaluate.evaluate(c, "unused")
+
+
+def test_tfds_builder_packs_the_folder_records_settings_and_refuses_a_mix(tmp_path):
+    from i3d_jax.feature_dataset import FeatureSequences
+
+    root = _dataset(tmp_path / "feats", n_train=6, n_eval=4)
+    _write(root / "train/c1/wide.npz", 5, dim=D + 1)
+    b = FeatureSequences(folder=root, data_dir=tmp_path / "tfds")
+    b.download_and_prepare()
+    meta = b.info.metadata
+    assert meta["settings"] == SETTINGS and meta["settings_fingerprint"] == fingerprint(SETTINGS)
+    assert meta["skipped"] == {"train": 1, "validation": 0}
+    c = _config(root)
+    from_folder = features.load_data(c)
+    c.features.tfds_dir = b.data_dir
+    built = features.load_data(c)
+    assert built.label_names == from_folder.label_names == ("c0", "c1") and built.feature_dim == D
+    for mine, ref in ((built.train, from_folder.train), (built.eval, from_folder.eval)):
+        assert [e["path"] for e in mine.examples] == [e["path"] for e in ref.examples]
+        for a, r in zip(mine.examples, ref.examples, strict=True):
+            np.testing.assert_array_equal(a["features"], r["features"])
+            np.testing.assert_array_equal(a["times"], r["times"])
+            assert a["label"] == r["label"]
+    assert len(built.train.examples) == 6 and built.train.fingerprint == fingerprint(SETTINGS)
+    other = _write(root / "validation/c0/late.npz", 5, settings={**SETTINGS, "fps": 30.0})
+    with pytest.raises(ValueError, match=rf"{other} was extracted with other settings than .*"
+                       r"\(fps 25.0 -> 30.0\)"):  # fmt: skip
+        FeatureSequences(folder=root, data_dir=tmp_path / "tfds2").download_and_prepare()

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+import tensorflow_datasets as tfds
 from jax.sharding import Mesh
 
 from i3d_jax import heads, sharding
@@ -178,6 +179,49 @@ def scan(
     return out
 
 
+def load_built_split(directory: str | pathlib.Path, split: str) -> tuple[list[dict], dict]:
+    """(examples as `scan` gives them, sorted by path; metadata with `label_names`) of a split of
+    a dataset built by `i3d_jax.feature_dataset.FeatureSequences` (no TensorFlow)."""
+    builder = tfds.builder_from_directory(str(directory))
+    if split not in builder.info.splits:
+        raise KeyError(f"split {split!r} not in {str(directory)!r} ({sorted(builder.info.splits)})")
+    src = builder.as_data_source(split)
+    out = []
+    for i in range(len(src)):
+        ex = src[i]
+        path = ex["path"].decode() if isinstance(ex["path"], bytes) else str(ex["path"])
+        out.append({"features": np.asarray(ex["features"], np.float32),
+                    "times": np.asarray(ex["times"], np.float32),
+                    "label": np.int32(ex["label"]), "path": path})  # fmt: skip
+    out.sort(key=lambda e: e["path"])
+    meta = dict(builder.info.metadata or {})
+    meta["label_names"] = tuple(builder.info.features["label"].names)
+    return out, meta
+
+
+def _load_built(config: ml_collections.ConfigDict) -> FeatureData:
+    d = config.features.tfds_dir
+    examples, meta = load_built_split(d, config.dataset.train_split)
+    names = meta["label_names"]
+    if len(names) > config.model.num_classes:
+        raise ValueError(
+            f"dataset has {len(names)} classes but config.model.num_classes="
+            f"{config.model.num_classes}"
+        )
+    fp, settings = meta.get("settings_fingerprint", ""), meta.get("settings", {})
+    train = FeatureSet(examples, [], fp, str(d), settings)
+    dim = examples[0]["features"].shape[1]
+    if config.features.feature_dim and dim != config.features.feature_dim:
+        raise ValueError(f"{d}: features of width {dim}; expected {config.features.feature_dim}")
+    ev = None
+    if config.dataset.eval_split:
+        try:
+            ev = FeatureSet(load_built_split(d, config.dataset.eval_split)[0], [], fp, str(d))
+        except KeyError as e:
+            print(f"warning: no evaluation: {e}")
+    return FeatureData(train, ev, names, dim)
+
+
 def load_data(config: ml_collections.ConfigDict) -> FeatureData:
     """Scans the train and eval splits (classes: the train split's, sorted)."""
     f = config.features
@@ -187,8 +231,12 @@ def load_data(config: ml_collections.ConfigDict) -> FeatureData:
         )
     if not 0.0 <= f.feature_dropout < 1.0:
         raise ValueError(f"config.features.feature_dropout={f.feature_dropout} not in [0, 1)")
+    if f.get("tfds_dir"):
+        return _load_built(config)
     if not f.csv and not config.dataset.folder:
-        raise ValueError("config.dataset.folder (or config.features.csv) must name the features")
+        raise ValueError(
+            "config.dataset.folder (or config.features.csv or .tfds_dir) must name the features"
+        )
 
     def items(split):
         return csv_items(f.csv, split) if f.csv else folder_items(config.dataset.folder, split)
@@ -353,11 +401,12 @@ class FeatureSequenceClassification:
         preds = predict(self.forward(config, model), variables, data.eval.examples, mesh,
                         config.eval.batch_size // jax.process_count())  # fmt: skip
         summary = evaluation.summarize(preds, config.model.num_classes)
+        f = config.features
         return {
             **summary,
             "protocol": f"whole feature sequence, head {config.head.name}",
             "checkpoint": checkpoint,
-            "dataset": f"{config.features.csv or config.dataset.folder}:{config.dataset.eval_split}",
+            "dataset": f"{f.get('tfds_dir') or f.csv or config.dataset.folder}:{config.dataset.eval_split}",
             "label_set": list(data.label_names),
             "settings_fingerprint": data.train.fingerprint,
             "skipped_files": len(data.eval.skipped),
