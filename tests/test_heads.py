@@ -260,3 +260,40 @@ def test_tfds_builder_packs_the_folder_records_settings_and_refuses_a_mix(tmp_pa
     with pytest.raises(ValueError, match=rf"{other} was extracted with other settings than .*"
                        r"\(fps 25.0 -> 30.0\)"):  # fmt: skip
         FeatureSequences(folder=root, data_dir=tmp_path / "tfds2").download_and_prepare()
+
+
+def _order_task(root, n_train=128, n_eval=64, n=24, seed=0):
+    """Two events (feature 0 up, feature 1 up) at least 10 windows apart; the label is their order:
+    the same multiset of windows either way, so a mean over windows cannot tell them apart."""
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", n_train), ("validation", n_eval)):
+        for i in range(count):
+            order = i % 2
+            x = rng.normal(0, 0.3, (n, 1, D)).astype(np.float32)
+            a = int(rng.integers(0, 6))
+            b = int(rng.integers(a + 10, n))
+            x[a, 0, order] += 3.0
+            x[b, 0, 1 - order] += 3.0
+            start = np.arange(n) * 4 / 25.0
+            path = root / split / f"order{order}" / f"v{i}.npz"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(path, features=x, timestamps=np.stack([start, start + 16 / 25], 1),
+                     settings=json.dumps(SETTINGS), settings_fingerprint=fingerprint(SETTINGS))  # fmt: skip
+    return root
+
+
+def test_order_of_distant_events_needs_a_temporal_head(tmp_path):
+    """Measured (2-core CPU, 150 steps): mean 0.45, tcn 1.0, transformer 0.98, lstm 0.98."""
+    root = _order_task(tmp_path / "feats")
+    top1 = {}
+    for name in ("mean", "tcn"):
+        c = importlib.import_module(f"configs.heads.{name}").get_config()
+        c.dataset.folder = str(root)
+        c.model.num_classes = 2
+        c.batch_size, c.num_train_steps, c.eval.batch_size = 16, 150, 64
+        c.features.max_windows = 24
+        c.head.hidden, c.head.num_layers, c.head.dropout_rate = 16, 4, 0.0
+        c.lr.warmup_steps, c.lr.base = 10, 3e-3
+        c.eval_every_steps, c.log_every_steps, c.progress = 0, 50, False
+        top1[name] = loop.train_and_evaluate(c, tmp_path / name)["eval"]["video_top1"]
+    assert top1["mean"] <= 0.65 and top1["tcn"] >= 0.95, top1
