@@ -77,7 +77,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.bn.frozen = False  # use the running statistics in training (fine-tuning; disables dropout)
 
     c.init = ml_collections.ConfigDict()
-    c.init.method = "scratch"  # scratch | inflate | pretrained
+    c.init.method = "scratch"  # scratch | inflate | pretrained | cross_modality (RGB->flow)
     c.init.source = ""  # inflate: a 2D .npz ('/'-joined keys) or "random"; pretrained: a source
     c.init.inflate_method = "mean"  # mean | center
     c.init.new_head = False  # pretrained: re-initialise Logits (set when num_classes differs)

@@ -25,6 +25,7 @@ import numpy as np
 from flax import traverse_util
 
 METHODS = ("mean", "center")
+FIRST_CONV = "Conv3d_1a_7x7"  # the only layer that sees the input channels
 
 
 def inflate_kernel(kernel_2d: Any, time: int, method: str = "mean") -> np.ndarray:
@@ -71,4 +72,21 @@ def inflate(params_2d: Mapping, target_3d: Mapping, method: str = "mean") -> dic
         elif value.shape != shape:
             raise ValueError(f"{name}: 2D shape {value.shape} cannot inflate to {shape}")
         out[name] = value.astype(jax.numpy.dtype(target.dtype))
+    return traverse_util.unflatten_dict(out, sep="/")
+
+
+def cross_modality(variables: Mapping, channels: int = 2, first: str = FIRST_CONV) -> dict:
+    """TSN's cross-modality initialisation: an RGB network's variables for a `channels`-input one.
+
+    The first conv's kernel `[..., cin, cout]` (under the `first` module) is averaged over its input
+    (colour) channels and repeated `channels` times; every other array is copied. Returns a new
+    nested dict of numpy arrays (the input is not modified).
+    """
+    flat = traverse_util.flatten_dict(dict(variables), sep="/")
+    kernels = [k for k in flat if f"/{first}/" in f"/{k}" and k.endswith("/kernel")]
+    if len(kernels) != 1:
+        raise ValueError(f"cross-modality init: expected one kernel under {first!r}, got {kernels}")
+    out = {k: np.array(v) for k, v in flat.items()}
+    k = out[kernels[0]]
+    out[kernels[0]] = np.repeat(k.mean(axis=-2, keepdims=True), channels, axis=-2).astype(k.dtype)
     return traverse_util.unflatten_dict(out, sep="/")

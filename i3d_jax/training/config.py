@@ -23,7 +23,7 @@ CHOICES = {
     "model.graph": ("auto", *graph.NAMED),
     "optimizer.name": ("sgd", "adam"),
     "lr.schedule": ("step", "cosine", "constant"),
-    "init.method": ("scratch", "inflate", "pretrained"),
+    "init.method": ("scratch", "inflate", "pretrained", "cross_modality"),
     "init.inflate_method": ("mean", "center"),
     "eval.protocol": ("whole", "multiview"),
     "eval.num_crops": (1, 3),

@@ -21,7 +21,7 @@ from jax.sharding import Mesh
 
 from i3d_jax import graph, sharding
 from i3d_jax.inception2d import InceptionV1
-from i3d_jax.inflate import inflate
+from i3d_jax.inflate import cross_modality, inflate
 from i3d_jax.model import get_preset, small, tiny
 from i3d_jax.training.config import DTYPES
 from i3d_jax.weights import common, load_pretrained
@@ -137,7 +137,8 @@ def load_2d(source: str, config: ml_collections.ConfigDict) -> dict:
 
 
 def initial_variables(config: ml_collections.ConfigDict, model: nn.Module, rng: jax.Array) -> dict:
-    """Host (numpy) variables from scratch, 2D inflation, or a pretrained source (new head)."""
+    """Host (numpy) variables from scratch, 2D inflation, or a pretrained source (new head);
+    "cross_modality": a pretrained RGB source, first kernel averaged over colour (TSN)."""
     fresh = jax.tree.map(np.asarray, jax.jit(lambda r: init_variables(config, model, r))(rng))
     method, new_head = config.init.method, config.init.new_head
     if method == "scratch":
@@ -152,6 +153,8 @@ def initial_variables(config: ml_collections.ConfigDict, model: nn.Module, rng: 
         return out
     _, loaded = load_pretrained(config.init.source)
     loaded = jax.tree.map(np.asarray, dict(loaded))
+    if method == "cross_modality":  # an RGB network for the flow stream (TSN)
+        loaded = cross_modality(loaded, input_channels(config))
     return common.merge_onto(fresh, loaded, config.init.source, keep=(HEAD,) if new_head else ())
 
 
