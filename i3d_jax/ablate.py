@@ -10,14 +10,18 @@ each run in `<workdir>/<setting>/seed_<k>` one after another (`config.seed = k`)
 `i3d_jax.training.loop.train_and_evaluate`. It is resumable: a run with `eval/results.json` is
 skipped without building anything, a run cut short resumes from its last checkpoint. `--launch`
 prints one `train.py` command line per unfinished run instead (prefix them for a cluster, e.g.
-`srun`; see the multi-host lines in docs/training.md). `report` is `i3d_jax.ablate_report`.
+`srun`; see the multi-host lines in docs/training.md). `report` is `i3d_jax.ablate_report`. Local
+runs share an XLA compilation cache (`--compile_cache`), so a setting's later seeds skip the compile.
 """
 
 from __future__ import annotations
 
 import argparse
+import pathlib
 import sys
 from collections.abc import Sequence
+
+import jax
 
 from i3d_jax import ablate_report
 from i3d_jax.ablate_grid import launch_lines, make_grid, run_grid, write_manifest
@@ -35,6 +39,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--workdir", required=True)
     r.add_argument("--launch", action="store_true", help="print one command line per run")
     r.add_argument("--prefix", default="", help="with --launch: put before each line (srun ...)")
+    r.add_argument(
+        "--compile_cache",
+        default="",
+        help="XLA compilation cache directory (default <workdir>/xla_cache; 'none' for off): "
+        "the seeds of a setting run the same programs, so only the first compiles",
+    )
     rep = sub.add_parser("report", help="collect the runs into report.md/.json/.png")
     rep.add_argument("--workdir", required=True)
     rep.add_argument("--baseline", default="", help="FIELD=VALUE of the reference setting")
@@ -52,6 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             write_manifest(grid, args.workdir)
             print("\n".join(launch_lines(grid, args.workdir, args.prefix)))
             return 0
+        if args.compile_cache != "none":
+            cache = args.compile_cache or str(pathlib.Path(args.workdir) / "xla_cache")
+            jax.config.update("jax_compilation_cache_dir", cache)
         done = run_grid(grid, args.workdir)
         print(f"ran {len(done['ran'])} runs, skipped {len(done['skipped'])} finished ones")
     except (ValueError, TrainingError, FileNotFoundError) as e:

@@ -179,7 +179,7 @@ def _pm(s: dict) -> str:
 
 def _test_cell(t: dict | None) -> str:
     if not t:
-        return "-"
+        return "n/a (< 2 seeds)"
     tt = "-" if t["t"] is None else f"{t['t']:+.2f}"
     p = "-" if t["p"] is None else f"{t['p']:.3g}"
     return f"{100 * t['diff']:+.1f} (t={tt}, p={p}{', beyond noise' if t['beyond_noise'] else ''})"
@@ -191,7 +191,7 @@ def markdown(report: dict) -> str:
     axes = "; ".join(f"`{k}` ∈ {{{', '.join(map(str, v))}}}" for k, v in g["axes"])
     base = ", ".join(f"{k}={v}" for k, v in report["baseline"].items())
     lines = [
-        f"Grid: `{g['config']}`, {axes}, {g['seeds']} seeds"
+        f"Grid: `{g['config']}`, {axes}, {g['seeds']} seed(s)"
         + (f"; fixed: {', '.join(f'{k}={v}' for k, v in g['fixed'])}" if g["fixed"] else ""),
         "",
         "| setting | RF T (frames) | RF H/W (px) | GFLOPs/clip | params | train clips/s | runs "
