@@ -107,8 +107,11 @@ def load_config(path: str | pathlib.Path) -> ml_collections.ConfigDict:
         sys.path.insert(0, root)
     spec = importlib.util.spec_from_file_location(f"_ablate_config_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+    try:
+        spec.loader.exec_module(module)
+        return module.get_config()
+    except Exception as e:  # noqa: BLE001 - any failure of a user's config file is reported
+        raise ValueError(f"config file {str(path)!r} did not load: {type(e).__name__}: {e}") from e
 
 
 def parse_value(field: str, text: str, old: Any) -> Any:
@@ -202,7 +205,9 @@ def write_manifest(grid: Grid, workdir: str | pathlib.Path) -> None:
 def read_manifest(workdir: str | pathlib.Path) -> Grid:
     path = pathlib.Path(workdir) / MANIFEST
     if not path.exists():
-        raise ValueError(f"{path} not found: is {workdir!r} an ablation workdir (made by `run`)?")
+        raise ValueError(
+            f"{path} not found: is {str(workdir)!r} an ablation workdir (made by `run`)?"
+        )
     return Grid.from_json(json.loads(path.read_text()))
 
 
