@@ -13,7 +13,7 @@ from configs import default
 def get_config():
     c = default.get_config()
     c.dataset.name = "video_folder"
-    c.dataset.builder_config = "kinetics400"
+    c.dataset.builder_config = "rgb"  # video_folder's RGB config
     c.model.preset = "release"
     c.model.num_classes = 400
     c.batch_size = 384

@@ -6,7 +6,7 @@ from configs import default
 def get_config():
     c = default.get_config()
     c.dataset.name = "video_folder"
-    c.dataset.builder_config = "ucf101"
+    c.dataset.builder_config = "rgb"  # video_folder's RGB config
     c.model.preset = "release"
     c.model.num_classes = 101
     c.init.method = "pretrained"

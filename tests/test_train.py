@@ -387,6 +387,10 @@ def test_configs_are_valid(name):
 
     c = importlib.import_module(f"configs.{name}").get_config()
     config_lib.validate_config(c)
+    if c.dataset.name == "video_folder":  # the builder config must exist (a typo fails the build)
+        from i3d_jax.data.video_folder import VideoFolder
+
+        assert c.dataset.builder_config in {b.name for b in VideoFolder.BUILDER_CONFIGS}
     if name == "kinetics400_rgb":
         assert (c.batch_size, c.bn.group_size, c.optimizer.momentum) == (384, 6, 0.9)
         assert (c.optimizer.weight_decay, c.model.dropout_rate, c.input.clip_length) == (
