@@ -15,6 +15,6 @@ def get_config():
     c.model.num_classes = 2
     c.input.clip_length = 36  # the whole video: temporal_early needs at least 33 frames
     c.eval.max_frames = 36
-    c.num_train_steps = 300
-    c.checkpoint.every_steps = 100
+    c.num_train_steps = 600  # 300 left `paper` at chance (50.0%); 600 reached 75.0% (one seed)
+    c.checkpoint.every_steps = 200
     return c
