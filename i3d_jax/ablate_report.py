@@ -237,6 +237,8 @@ def plot(report: dict, out_png: str | pathlib.Path) -> None:
             ax.errorbar(r[key], y, yerr=e, fmt="o", capsize=4, label=r["setting"])
             ax.annotate(r["setting"], (r[key], y), fontsize=7, xytext=(4, 4),
                         textcoords="offset points")  # fmt: skip
+        ax.margins(x=0.2, y=0.1)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(5))
         ax.set_xlabel(label)
         ax.set_ylabel("video top-1 (%)")
         ax.grid(alpha=0.3)
