@@ -1,11 +1,13 @@
 """Sliding-window I3D features for videos: one `.npz` per video.
 
     python -m i3d_jax.extract_features VIDEO_OR_DIR --weights SOURCE --out DIR
-        [--endpoint Mixed_5c] [--window 64] [--stride 16] [--fps 25] [--short-side 256]
+        [--preset actionformer_thumos14|activitynet|video_features] [--endpoint Mixed_5c] [--window 64] [--stride 16] [--fps 25|native] [--short-side 256]
         [--crop-size 224] [--crops center|three|ten] [--stream rgb|flow|both]
         [--flow-weights SOURCE] [--pooled | --unpooled] [--batch-size 4]
         [--on-mismatch recompute|refuse]
 
+A preset (`i3d_jax.feature_presets`, exact numbers there and in the README) sets the window,
+stride, fps, crops, endpoint and size of a field's format; flags given explicitly override it.
 Each video is decoded in chunks with `i3d_jax.preprocess.iter_video_chunks` (`fps`, smaller side
 `short_side`), turned into the stream's input (RGB: `x / 127.5 - 1`; flow: TV-L1 from
 `i3d_jax.flow`, clipped to +-20 px and divided by 20, one frame fewer than RGB) and cut into
@@ -28,9 +30,11 @@ Output `DIR/<video file stem>.npz`:
                    `features_rgb` / `features_flow` separately
   `timestamps`     float64 `[num_windows, 2]`: each window's [start, end) in seconds
                    (`frame / fps`; a looped window ends at the video's end)
+  `times`          float64 `[num_windows]`: each window's centre, `(start + window / 2) / fps`
+                   seconds (`fps`: the video's own rate with `--fps native`)
   `settings`       JSON of everything that changes the numbers (weights, endpoint, window,
-                   stride, fps, short side, crop size, crops, pooling, stream, flow method) and
-                   `settings_fingerprint` (its SHA-256, 16 hex digits);
+                   stride, fps, short side, crop size, crops, pooling, stream, flow method, and
+                   the preset's name) and `settings_fingerprint` (SHA-256 of all but the preset);
   `endpoint`, `weights`, `stream`, `preprocessing` (JSON) as before.
 
 Windows of different videos are batched together. A rerun skips a video whose `.npz` exists
@@ -56,7 +60,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from i3d_jax import clips, preprocess, schedules
+from i3d_jax import clips, feature_presets, preprocess, schedules
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".gif", ".m4v", ".mpg", ".mpeg")
 CROPS = clips.CROP_SETS
@@ -74,13 +78,14 @@ class ExtractConfig:
     endpoint: str = "Mixed_5c"
     window: int = 64
     stride: int = 16
-    fps: float = 25.0
+    fps: float | None = 25.0  # None: the video's native frames (no resampling)
     short_side: int = 256
     crop_size: int = 224
     crops: str = "center"
     pooled: bool = True
     batch_size: int = 4  # 4 x 64 frames at 224: about 2.5 GiB on CPU, like predict
     chunk_frames: int = 32  # frames decoded at a time (memory, not results)
+    preset: str = ""  # the i3d_jax.feature_presets name these settings came from (recorded)
 
     def __post_init__(self):
         if self.crops not in CROPS:
@@ -88,8 +93,10 @@ class ExtractConfig:
         for name in ("window", "stride", "batch_size", "crop_size", "chunk_frames"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.fps > 0:
-            raise ValueError(f"fps must be > 0, got {self.fps}")
+        if self.fps is not None and not self.fps > 0:
+            raise ValueError(f"fps must be > 0 (or None: native), got {self.fps}")
+        if self.preset and self.preset not in feature_presets.PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; expected one of {sorted(feature_presets.PRESETS)}")  # fmt: skip
         if self.short_side < self.crop_size:
             raise ValueError(
                 f"short_side {self.short_side} is smaller than crop_size {self.crop_size}: "
@@ -120,7 +127,8 @@ def settings(
 
 
 def fingerprint(settings_: dict[str, Any]) -> str:
-    """16 hex digits of the SHA-256 of the settings' canonical JSON."""
+    """16 hex digits of the SHA-256 of the settings' canonical JSON (without the preset name)."""
+    settings_ = {k: v for k, v in settings_.items() if k != "preset"}
     blob = json.dumps(settings_, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -240,6 +248,8 @@ def stream_inputs(
 @dataclasses.dataclass
 class _Video:
     path: pathlib.Path
+    fps: float = 0.0  # config.fps, or the video's native rate
+    starts: list[int] = dataclasses.field(default_factory=list)
     boxes: list[clips.CropBox] | None = None
     stamps: list[np.ndarray] = dataclasses.field(default_factory=list)
     features: dict[str, list[list]] = dataclasses.field(default_factory=dict)
@@ -253,7 +263,7 @@ def _estimate_windows(path: pathlib.Path, config: ExtractConfig, flow: bool) -> 
         info = preprocess.video_info(path)
     except (ValueError, FileNotFoundError):
         return 0
-    frames = int(round(info["duration"] * config.fps)) - int(flow)
+    frames = int(round(info["duration"] * (config.fps or info["fps"]))) - int(flow)
     return len(clips.window_starts(frames, config.window, config.stride)) if frames > 0 else 0
 
 
@@ -345,11 +355,13 @@ def extract(
             arrays = {"features": next(iter(feats.values()))}
         else:
             arrays["features"] = np.concatenate([feats["rgb"], feats["flow"]], axis=-1)
-        meta = dict(dataclasses.asdict(config), video=video.path.name, rgb_range=[-1.0, 1.0])
+        meta = dict(dataclasses.asdict(config), video=video.path.name, rgb_range=[-1.0, 1.0],
+                    video_fps=video.fps)  # fmt: skip
         if "flow" in streams:
             meta["flow"] = "TV-L1 pixels clipped to [-20, 20] / 20; windows on T-1 frames"
         arrays.update(
             timestamps=np.concatenate(video.stamps),
+            times=(np.asarray(video.starts, np.float64) + config.window / 2) / video.fps,
             endpoint=config.endpoint,
             weights=json.dumps(weights_id) if isinstance(weights_id, dict) else weights_id,
             stream="both" if len(streams) == 2 else next(iter(streams)),
@@ -366,7 +378,8 @@ def extract(
             h, w = next(iter(inputs.values())).shape[1:3]
             video.boxes = clips.crop_boxes(h, w, size, config.crops)
         w_index = len(video.stamps)
-        video.stamps.append(clips.window_seconds(n, [start], config.window, config.fps))
+        video.stamps.append(clips.window_seconds(n, [start], config.window, video.fps))
+        video.starts.append(start)
         for s in streams:
             video.features.setdefault(s, []).append([None] * len(video.boxes))
             for k, box in enumerate(video.boxes):
@@ -380,6 +393,9 @@ def extract(
         video = _Video(path)
         windows = clips.Windows(config.window, config.stride)
         try:
+            video.fps = config.fps or preprocess.video_info(path)["fps"]
+            if not video.fps > 0:
+                raise ValueError("the container states no frame rate; pass --fps")
             for chunk in stream_inputs(path, config, streams, flow_fn):
                 for start, inputs in windows.push(chunk):
                     add_window(video, start, inputs, windows.total)
@@ -413,16 +429,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--weights", help="RGB weights (anything load_pretrained reads)")
     parser.add_argument("--flow-weights", help="flow weights (for --stream flow|both)")
     parser.add_argument("--out", required=True, help="output directory (one .npz per video)")
-    d = ExtractConfig()
-    parser.add_argument("--endpoint", default=d.endpoint)
-    parser.add_argument("--window", type=int, default=d.window)
-    parser.add_argument("--stride", type=int, default=d.stride)
-    parser.add_argument("--fps", type=float, default=d.fps)
-    parser.add_argument("--short-side", type=int, default=d.short_side)
-    parser.add_argument("--crop-size", type=int, default=d.crop_size)
-    parser.add_argument("--crops", choices=sorted(CROPS), default=d.crops)
+    d = ExtractConfig()  # defaults (None: not given, the preset's or these apply)
+    parser.add_argument("--preset", choices=sorted(feature_presets.PRESETS),
+                        help="a field's format (i3d_jax.feature_presets); flags override it")  # fmt: skip
+    parser.add_argument("--endpoint", help=f"default {d.endpoint}")
+    parser.add_argument("--window", type=int, help=f"default {d.window}")
+    parser.add_argument("--stride", type=int, help=f"default {d.stride}")
+    parser.add_argument("--fps", type=feature_presets.parse_fps, help=f"default {d.fps}; native")
+    parser.add_argument("--short-side", type=int, help=f"default {d.short_side}")
+    parser.add_argument("--crop-size", type=int, help=f"default {d.crop_size}")
+    parser.add_argument("--crops", choices=sorted(CROPS), help=f"default {d.crops}")
     parser.add_argument("--stream", choices=STREAMS, default="rgb")
-    parser.add_argument("--pooled", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--pooled", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--unpooled", dest="pooled", action="store_false")
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
     parser.add_argument("--on-mismatch", choices=ON_MISMATCH, default="recompute",
@@ -433,11 +451,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from i3d_jax.weights import load_pretrained
 
     try:
+        given = {k: getattr(args, k) for k in ("endpoint", "window", "stride", "fps", "short_side",
+                                               "crop_size", "crops", "pooled")}  # fmt: skip
         config = ExtractConfig(
-            endpoint=args.endpoint, window=args.window, stride=args.stride, fps=args.fps,
-            short_side=args.short_side, crop_size=args.crop_size, crops=args.crops,
-            pooled=args.pooled, batch_size=args.batch_size,
-        )  # fmt: skip
+            **feature_presets.resolve(args.preset, given), batch_size=args.batch_size
+        )
         wanted = ["rgb", "flow"] if args.stream == "both" else [args.stream]
         sources = {"rgb": args.weights, "flow": args.flow_weights}
         for s in wanted:
