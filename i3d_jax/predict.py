@@ -2,6 +2,12 @@
 
     python -m i3d_jax.predict VIDEO... --weights i3d-jax:kinetics400 \
         [--labels kinetics400|FILE] [--top 5] [--json] [--chunk 256]
+    python -m i3d_jax.predict VIDEO... --head HEAD_WORKDIR [--weights W] [--flow-weights W]
+
+With `--head`, the videos are classified by a temporal head trained with `train.py` over I3D
+window features (`i3d_jax.predict_head`): features are extracted over each whole video exactly
+as the head's training features were (settings read from its data; the weights too unless
+given), the head runs over the sequence; class names are its training classes.
 
 Class names: `--labels` (a file, one name per line, or a shipped list `kinetics400` /
 `kinetics600`); by default the names stored in a converted directory's model card
@@ -33,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from i3d_jax import clips, labels, preprocess, schedules
+from i3d_jax import clips, labels, predict_head, preprocess, schedules
 
 
 def read_labels(
@@ -128,7 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m i3d_jax.predict", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("videos", nargs="+", help="video files (any FFmpeg format, or GIF)")
-    parser.add_argument("--weights", required=True, help="i3d-jax:kinetics400 or a weights path")
+    parser.add_argument("--weights", help="i3d-jax:kinetics400 or a weights path")
+    parser.add_argument("--head", help="a temporal head's workdir (train.py, task=features)")
+    parser.add_argument("--flow-weights", help="--head: the flow stream's weights")
     parser.add_argument(
         "--labels", default=None, help="kinetics400, kinetics600 or a file of class names"
     )
@@ -144,11 +152,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--{name} must be >= {low}, got {getattr(args, name)}")
     if not args.fps > 0:
         parser.error(f"--fps must be > 0, got {args.fps}")
+    if not args.weights and not args.head:
+        parser.error("--weights is required (or --head)")
     if args.short_side < args.crop:
         parser.error(f"--short_side {args.short_side} is smaller than --crop {args.crop}")
 
     from i3d_jax.weights import load_pretrained
 
+    if args.head:
+        return _main_head(args)
     try:
         model, variables = load_pretrained(args.weights)
         names = read_labels(args.labels, model.num_classes, args.weights)
@@ -168,19 +180,45 @@ def main(argv: Sequence[str] | None = None) -> int:
             failed += 1
             tqdm.write(f"error: {path}: {err}", file=sys.stderr)
             continue
-        top = top_k(logits, names, args.top)
-        if args.json:
-            record = {
-                "video": str(path),
-                "frames": frames,
-                "top": top,
-                "logits_norm": float(np.linalg.norm(logits)),
-            }
-            tqdm.write(json.dumps(record), file=sys.stdout)
-        else:
-            tqdm.write(f"{path} ({frames} frames)", file=sys.stdout)
-            for t in top:
-                tqdm.write(f"  {t['prob']:.4f}  {t['logit']:8.3f}  {t['label']}", file=sys.stdout)
+        report(path, logits, names, args, frames=frames)
+    if failed:
+        print(f"{failed} of {len(args.videos)} videos failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def report(path, logits: np.ndarray, names: Sequence[str], args, **counts: int) -> None:
+    """Prints a video's top classes (a JSON line with `--json`)."""
+    top = top_k(logits, names, args.top)
+    if args.json:
+        record = {"video": str(path), **counts, "top": top,
+                  "logits_norm": float(np.linalg.norm(logits))}  # fmt: skip
+        tqdm.write(json.dumps(record), file=sys.stdout)
+    else:
+        what = ", ".join(f"{v} {k}" for k, v in counts.items())
+        tqdm.write(f"{path} ({what})", file=sys.stdout)
+        for t in top:
+            tqdm.write(f"  {t['prob']:.4f}  {t['logit']:8.3f}  {t['label']}", file=sys.stdout)
+
+
+def _main_head(args) -> int:
+    """`--head`: features over whole videos, then the head (see `i3d_jax.predict_head`)."""
+    try:
+        run = predict_head.load_run(args.head)
+        names = run.label_names
+        if args.labels is not None:
+            names = labels.read(args.labels, run.config.model.num_classes)
+        classify = predict_head.HeadClassifier(run, args.weights, args.flow_weights)
+    except (ValueError, FileNotFoundError, RuntimeError, ImportError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    results = classify(args.videos, progress=len(args.videos) > 1)
+    failed = 0
+    for path, res in results.items():
+        if isinstance(res, str):
+            failed += 1
+            print(f"error: {path}: {res}", file=sys.stderr)
+            continue
+        report(path, res[0], names, args, windows=res[1])
     if failed:
         print(f"{failed} of {len(args.videos)} videos failed", file=sys.stderr)
     return 1 if failed else 0
