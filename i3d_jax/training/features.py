@@ -32,13 +32,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 import tensorflow_datasets as tfds
 from jax.sharding import Mesh
 
 from i3d_jax import heads, sharding
 from i3d_jax.extract_features import settings_diff
-from i3d_jax.training import evaluation, steps
+from i3d_jax.training import evaluation, steps, task
 from i3d_jax.training.video import VideoClassification
 
 INPUTS = ("features", "mask", "times")
@@ -373,9 +372,7 @@ class FeatureSequenceClassification:
         return fwd
 
     def per_example(self, logits: jax.Array, batch: dict) -> tuple[jax.Array, jax.Array]:
-        label = batch["label"]
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, label)
-        return loss, (jnp.argmax(logits, -1) == label).astype(jnp.float32)
+        return task.softmax_classification(logits, batch["label"])
 
     def data(self, config: ml_collections.ConfigDict) -> FeatureData:
         data = load_data(config)

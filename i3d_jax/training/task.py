@@ -13,7 +13,9 @@ from typing import Any, Protocol
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import ml_collections
+import optax
 from jax.sharding import Mesh
 
 
@@ -64,3 +66,9 @@ class Task(Protocol):
 
     def write_reports(self, outdir: Any, results: dict) -> None:
         """Files beside `results.json` (plots, per-class tables)."""
+
+
+def softmax_classification(logits: jax.Array, label: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """`(softmax cross-entropy [B], correct [B] as 1.0/0.0)` of logits `[B, K]`, int labels `[B]`."""
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, label)
+    return loss, (jnp.argmax(logits, -1) == label).astype(jnp.float32)

@@ -19,12 +19,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from jax.sharding import Mesh
 
 from i3d_jax import preprocess, sharding
 from i3d_jax.data import pipeline
-from i3d_jax.training import evaluation, state, steps
+from i3d_jax.training import evaluation, state, steps, task
 from i3d_jax.training.config import DTYPES
 
 EVAL_KEYS = ("video", "label", "index", "view", "mask")
@@ -137,9 +136,7 @@ class VideoClassification:
         return fwd
 
     def per_example(self, logits: jax.Array, batch: dict) -> tuple[jax.Array, jax.Array]:
-        label = batch["label"]
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, label)
-        return loss, (jnp.argmax(logits, -1) == label).astype(jnp.float32)
+        return task.softmax_classification(logits, batch["label"])
 
     def data(self, config: ml_collections.ConfigDict) -> Data:
         return load_data(config)
