@@ -94,3 +94,21 @@ def test_heads_with_other_settings_or_width_are_refused(run, tmp_path, capsys):
     with pytest.raises(SystemExit):
         predict.main([video])
     assert "--weights is required (or --head)" in capsys.readouterr().err
+
+
+def test_a_head_trained_from_a_tfds_build_reads_its_settings_from_the_metadata(run, tmp_path):
+    from i3d_jax import predict_head
+    from i3d_jax.feature_dataset import FeatureSequences
+
+    wd, d, _, _ = run
+    b = FeatureSequences(folder=d / "feats", data_dir=tmp_path / "tfds")
+    b.download_and_prepare()
+    built = tmp_path / "built_run"
+    shutil.copytree(wd, built)
+    cfg = json.loads((built / "config.json").read_text())
+    cfg["dataset"]["folder"], cfg["features"]["tfds_dir"] = "", str(b.data_dir)
+    (built / "config.json").write_text(json.dumps(cfg))
+    a = predict_head.load_run(built)  # dataset.folder is empty: only the build can answer
+    assert a.label_names == ["c0", "c1"] and a.settings["window"] == 16
+    assert a.fingerprint == ef.fingerprint(a.settings) and a.settings["stride"] == 8
+    assert a.settings["weights"] == ef.weights_identity(d / "tiny")
