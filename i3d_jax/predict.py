@@ -7,7 +7,9 @@
 With `--head`, the videos are classified by a temporal head trained with `train.py` over I3D
 window features (`i3d_jax.predict_head`): features are extracted over each whole video exactly
 as the head's training features were (settings read from its data; the weights too unless
-given), the head runs over the sequence; class names are its training classes.
+given), the head runs over the sequence; class names are its training classes. `--fps`,
+`--short_side`, `--crop` and `--chunk` are the network path's: with `--head` the head's recorded
+settings decide.
 
 Class names: `--labels` (a file, one name per line, or a shipped list `kinetics400` /
 `kinetics600`); by default the names stored in a converted directory's model card
