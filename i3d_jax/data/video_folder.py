@@ -20,10 +20,13 @@ Kinetics-style CSV
 Video extensions: see `VIDEO_EXTENSIONS`. Frames are decoded with :func:`i3d_jax.preprocess.load_video`
 (``fps``, ``short_side``, ``max_frames`` builder options; defaults 25 fps, smaller side 256).
 
-Configs: ``rgb`` stores JPEG frames; ``flow`` stores TV-L1 flow from
-``i3d_jax.flow.compute_flow(frames_uint8 [T, H, W, 3]) -> float32 [T-1, H, W, 2]`` (pixels),
-quantised with :func:`i3d_jax.preprocess.quantize_flow` into PNG frames (see
-:mod:`i3d_jax.data.schema`; ``info.metadata["flow_scale"]`` is the bound).
+Configs: ``rgb`` stores JPEG frames; ``flow`` stores TV-L1 flow computed by
+:func:`i3d_jax.data.flow_build.flow_videos` (``flow=FlowSettings(...)``: the JAX solver batched
+across videos on the default JAX device, or OpenCV's), quantised with
+:func:`i3d_jax.preprocess.quantize_flow` into PNG frames (see :mod:`i3d_jax.data.schema`;
+``info.metadata["flow_scale"]`` is the bound, ``info.metadata["flow_settings"]`` the settings).
+Finished videos' flow is cached under ``<data_dir>/downloads/video_folder_flow_cache`` until the
+build completes, so an interrupted build resumes without computing them again.
 
 Bad files (undecodable, missing, too short) are skipped with a warning and recorded in
 ``info.metadata["skipped"] = {"count": n, "files": [{"split", "path", "reason"}, ...]}``;
@@ -48,9 +51,10 @@ Example::
 
 from __future__ import annotations
 
-import csv
+import collections
 import dataclasses
 import hashlib
+import itertools
 import logging
 import os
 import pathlib
@@ -61,131 +65,19 @@ import tensorflow_datasets as tfds
 
 from i3d_jax import preprocess
 from i3d_jax.data import schema
+from i3d_jax.data.video_scan import (  # noqa: F401 (re-exported)
+    CSV_COLUMNS,
+    VIDEO_EXTENSIONS,
+    VideoEntry,
+    scan,
+    scan_csv,
+    scan_folders,
+    split_name,
+)
 
 log = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS = (
-    ".mp4",
-    ".avi",
-    ".mkv",
-    ".webm",
-    ".mov",
-    ".m4v",
-    ".mpg",
-    ".mpeg",
-    ".ogv",
-    ".flv",
-    ".gif",
-)
-CSV_COLUMNS = ("label", "youtube_id", "time_start", "time_end", "split")
 SOURCE_KEY = schema.SOURCE_KEY
-_SPLIT_ALIASES = {"val": "validation", "valid": "validation", "validate": "validation"}
-
-
-@dataclasses.dataclass(frozen=True)
-class VideoEntry:
-    """One video to store: where it is, its class name, split, id and optional time range."""
-
-    split: str
-    label: str
-    video_id: str
-    path: str | None  # None: the file was not found
-    start: float | None = None
-    end: float | None = None
-    missing_reason: str = ""
-
-
-def split_name(name: str) -> str:
-    """Folder/CSV split name -> TFDS split name (``val``/``validate`` -> ``validation``)."""
-    name = name.strip()
-    return _SPLIT_ALIASES.get(name.lower(), name)
-
-
-def scan_folders(root) -> list[VideoEntry]:
-    """Entries of a ``root/<split>/<class>/<video>`` tree, sorted by split, class and file."""
-    root = pathlib.Path(root)
-    entries = []
-    for split_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        loose = [p.name for p in split_dir.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS]
-        if loose:
-            raise ValueError(
-                f"video_folder: {split_dir} holds video files ({loose[0]}, ...) directly; expected "
-                "the layout <root>/<split>/<class>/<video>"
-            )
-        for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
-            for video in sorted(class_dir.iterdir()):
-                if video.is_file() and video.suffix.lower() in VIDEO_EXTENSIONS:
-                    entries.append(
-                        VideoEntry(
-                            split_name(split_dir.name), class_dir.name, video.stem, str(video)
-                        )
-                    )
-    if not entries:
-        raise ValueError(
-            f"video_folder: no video files found under {root}; expected <root>/<split>/<class>/"
-            f"<video> with one of the extensions {', '.join(VIDEO_EXTENSIONS)}, or *.csv files "
-            f"with columns {','.join(CSV_COLUMNS)}"
-        )
-    return entries
-
-
-def scan_csv(root, csv_paths=None) -> list[VideoEntry]:
-    """Entries of Kinetics-style CSV files (module docstring); missing videos have ``path=None``."""
-    root = pathlib.Path(root)
-    if csv_paths is None:
-        csv_paths = sorted(root.glob("*.csv"))
-    elif isinstance(csv_paths, str | os.PathLike):
-        csv_paths = [csv_paths]
-    index: dict[str, str] = {}
-    for dirpath, _, files in os.walk(root):
-        for f in sorted(files):
-            stem, ext = os.path.splitext(f)
-            if ext.lower() in VIDEO_EXTENSIONS:
-                index.setdefault(stem, os.path.join(dirpath, f))
-    entries = []
-    for csv_path in csv_paths:
-        with open(csv_path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise ValueError(
-                    f"video_folder: {csv_path} lacks the column(s) {', '.join(missing)}; expected "
-                    f"a header with {','.join(CSV_COLUMNS)} (found {reader.fieldnames})"
-                )
-            for line, row in enumerate(reader, start=2):
-                label = (row["label"] or "").strip()
-                if not label:
-                    continue  # unlabelled rows (e.g. Kinetics' test set) cannot be trained on
-                try:
-                    t0, t1 = float(row["time_start"]), float(row["time_end"])
-                except ValueError as e:
-                    raise ValueError(
-                        f"video_folder: {csv_path}:{line}: time_start/time_end must be numbers "
-                        f"(seconds), got {row['time_start']!r}, {row['time_end']!r}"
-                    ) from e
-                yid = row["youtube_id"].strip()
-                clip = f"{yid}_{int(t0):06d}_{int(t1):06d}"
-                split = split_name(row["split"])
-                if clip in index:
-                    entries.append(VideoEntry(split, label, clip, index[clip]))
-                elif yid in index:
-                    entries.append(VideoEntry(split, label, clip, index[yid], t0, t1))
-                else:
-                    reason = f"missing file: no {clip}.* or {yid}.* under {root} (row {line})"
-                    entries.append(VideoEntry(split, label, clip, None, t0, t1, reason))
-    if not entries:
-        raise ValueError(f"video_folder: no labelled rows in {[str(p) for p in csv_paths]}")
-    return entries
-
-
-def scan(root, csv_paths=None) -> list[VideoEntry]:
-    """`scan_csv` if `csv_paths` is given or ``root`` has ``*.csv`` files, else `scan_folders`."""
-    root = pathlib.Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"video_folder: source folder not found: {str(root)!r}")
-    if csv_paths is not None or any(root.glob("*.csv")):
-        return scan_csv(root, csv_paths)
-    return scan_folders(root)
 
 
 class SourceMismatchError(ValueError):
@@ -240,16 +132,17 @@ def prepare(*, rebuild: bool = False, download_config=None, **kwargs) -> VideoFo
     return builder
 
 
-def _compute_flow():
+def _flow_build():
     try:
-        from i3d_jax.flow import compute_flow
+        import i3d_jax.flow  # noqa: F401
+        from i3d_jax.data import flow_build
     except ImportError as e:
         raise ImportError(
-            "video_folder config 'flow' needs i3d_jax.flow.compute_flow(frames_uint8 [T,H,W,3]) "
-            f"-> float32 [T-1,H,W,2], which is not available ({e}). Build the 'rgb' config, or "
-            "install the optical-flow dependencies."
+            "video_folder config 'flow' needs i3d_jax.flow.compute_flow / tvl1_batch (TV-L1), "
+            f"which is not available ({e}). Build the 'rgb' config, or install the optical-flow "
+            "dependencies."
         ) from e
-    return compute_flow
+    return flow_build
 
 
 @dataclasses.dataclass(eq=False)
@@ -285,6 +178,9 @@ class VideoFolder(schema.VideoDatasetBuilder):
         strict: bool = False,
         flow_bound: float = preprocess.FLOW_BOUND,
         allow_truncated: bool = False,
+        flow=None,
+        flow_fn=None,
+        flow_cache_dir=None,
         **kwargs,
     ):
         """Args beyond TFDS's (`data_dir`, `config`, ...).
@@ -295,6 +191,10 @@ class VideoFolder(schema.VideoDatasetBuilder):
           fps, short_side, max_frames: passed to `preprocess.load_video`.
           strict: raise on the first bad file instead of skipping it.
           flow_bound: the flow quantisation bound in pixels (``flow`` config).
+          flow: a `flow_build.FlowSettings` (``flow`` config; default: JAX solver, default preset,
+            ``flow_bound``); its bound replaces ``flow_bound``.
+          flow_fn: a stand-in ``frames -> float32 flow [T-1, H, W, 2]`` (tests); recorded as such.
+          flow_cache_dir: the per-video flow cache (default under ``<data_dir>/downloads``).
           allow_truncated: keep the frames of a file that ends before its declared frame count.
           progress: show a tqdm bar per split (with a known total).
           **kwargs: `progress` and TFDS's builder arguments.
@@ -305,7 +205,10 @@ class VideoFolder(schema.VideoDatasetBuilder):
         self._short_side = short_side
         self._max_frames = max_frames
         self._strict = strict
-        self._flow_bound = float(flow_bound)
+        self._flow = flow
+        self._flow_bound = float(flow.bound if flow is not None else flow_bound)
+        self._flow_fn = flow_fn
+        self._flow_cache_dir = flow_cache_dir
         self._allow_truncated = bool(allow_truncated)
         self._skipped: list[dict] = []
         super().__init__(**kwargs)
@@ -319,7 +222,25 @@ class VideoFolder(schema.VideoDatasetBuilder):
         }
         if self._is_flow:
             out["flow_bound"] = self._flow_bound
+            out["flow"] = self._flow_metadata()
         return out
+
+    def _flow_settings(self):
+        if self._flow is None:
+            self._flow = _flow_build().FlowSettings(bound=self._flow_bound)
+        return self._flow
+
+    def _flow_metadata(self) -> dict:
+        meta = self._flow_settings().as_metadata()
+        if self._flow_fn is not None:
+            meta["solver"] = f"stand-in {getattr(self._flow_fn, '__qualname__', self._flow_fn)}"
+        return meta
+
+    def flow_cache_dir(self) -> pathlib.Path:
+        """Where finished videos' flow waits until the build completes."""
+        if self._flow_cache_dir is not None:
+            return pathlib.Path(self._flow_cache_dir)
+        return pathlib.Path(self.data_dir_root) / "downloads" / "video_folder_flow_cache"
 
     def _source_root(self, download_config=None) -> pathlib.Path | None:
         if self._root is not None:
@@ -366,7 +287,10 @@ class VideoFolder(schema.VideoDatasetBuilder):
                 f"... --manual_dir ... --rebuild`, or `video_folder.prepare(rebuild=True, ...)`) "
                 "or use another data_dir for this source"
             )
-        return super().download_and_prepare(*args, download_config=download_config, **kwargs)
+        out = super().download_and_prepare(*args, download_config=download_config, **kwargs)
+        if self._is_flow and self._flow_cache_dir is None:
+            shutil.rmtree(self.flow_cache_dir(), ignore_errors=True)  # all stored now
+        return out
 
     @property
     def _is_flow(self) -> bool:
@@ -383,6 +307,7 @@ class VideoFolder(schema.VideoDatasetBuilder):
         }
         if self._is_flow:
             metadata[schema.FLOW_SCALE_KEY] = self._flow_bound
+            metadata["flow_settings"] = None  # set when built (flow_build.METADATA_KEY)
         return tfds.core.DatasetInfo(
             builder=self,
             description="Videos from a local folder (i3d_jax video_folder).",
@@ -395,7 +320,8 @@ class VideoFolder(schema.VideoDatasetBuilder):
         root = self._root if self._root is not None else pathlib.Path(dl_manager.manual_dir)
         entries = scan(root, self._csv)
         self.info.metadata[SOURCE_KEY] = source_fingerprint(root, self._csv, self._settings())
-        compute_flow = _compute_flow() if self._is_flow else None
+        if self._is_flow:
+            self.info.metadata[_flow_build().METADATA_KEY] = self._flow_metadata()
         class_names = sorted({e.label for e in entries})
         label_feature = self.info.features[schema.LABEL]
         if label_feature.num_classes is None:
@@ -409,19 +335,49 @@ class VideoFolder(schema.VideoDatasetBuilder):
         splits = {}
         for split in dict.fromkeys(e.split for e in entries):
             todo = [e for e in entries if e.split == split]
-            splits[split] = self._generate_examples(split, todo, compute_flow)
+            splits[split] = self._generate_examples(split, todo)
         return splits
 
-    def _generate_examples(self, split: str, entries: list[VideoEntry], compute_flow=None):
+    def _decoded(self, split: str, entries: list[VideoEntry], done: list):
+        """(frames, example without video) of each good entry; bad ones skipped (or raised)."""
         for entry in self._bar(entries, len(entries), split):
             try:
-                example = self._make_example(entry, compute_flow)
+                frames, example = self._decode(entry)
             except (preprocess.VideoDecodeError, FileNotFoundError, _TooShort) as e:
                 if self._strict:
                     raise
                 self._skip(entry, str(e))
                 continue
+            done.append((entry, example))
+            yield frames
+
+    def _generate_examples(self, split: str, entries: list[VideoEntry]):
+        done: collections.deque = collections.deque()
+        frames = self._decoded(split, entries, done)
+        if not self._is_flow:
+            encoded = (schema.encode_jpeg_frames(f) for f in frames)
+        else:
+            settings = self._decode_settings()
+            keys = (_cache_key(done[-1][0], settings) for _ in itertools.count())
+            encoded = map(
+                schema.encode_flow_frames,
+                _flow_build().flow_videos(
+                    frames,
+                    self._flow_settings(),
+                    keys=keys,
+                    cache_dir=self.flow_cache_dir(),
+                    progress=self._progress,
+                    desc=f"{split} flow",
+                    flow_fn=self._flow_fn,
+                ),
+            )
+        for video in encoded:
+            entry, example = done.popleft()
+            example.update({schema.VIDEO: video, schema.NUM_FRAMES: np.int32(len(video))})
             yield f"{split}/{entry.video_id}/{entry.path}", example
+
+    def _decode_settings(self) -> str:
+        return repr(sorted(self._settings().items()))
 
     def _skip(self, entry: VideoEntry, reason: str) -> None:
         log.warning("video_folder: skipping %s (%s)", entry.path or entry.video_id, reason)
@@ -431,7 +387,7 @@ class VideoFolder(schema.VideoDatasetBuilder):
             "files": list(self._skipped),
         }
 
-    def _make_example(self, entry: VideoEntry, compute_flow) -> dict:
+    def _decode(self, entry: VideoEntry) -> tuple[np.ndarray, dict]:
         if entry.path is None:
             raise FileNotFoundError(entry.missing_reason)
         frames = preprocess.load_video(
@@ -445,23 +401,22 @@ class VideoFolder(schema.VideoDatasetBuilder):
         )
         info = preprocess.video_info(entry.path)
         fps = self._fps if self._fps is not None else info["fps"]
-        if compute_flow is None:
-            encoded = schema.encode_jpeg_frames(frames)
-        else:
-            if len(frames) < 2:
-                raise _TooShort(f"{entry.path}: {len(frames)} frame(s); flow needs at least 2")
-            flow = np.asarray(compute_flow(frames), np.float32)
-            encoded = schema.encode_flow_frames(preprocess.quantize_flow(flow, self._flow_bound))
-        return {
-            schema.VIDEO: encoded,
+        if self._is_flow and len(frames) < 2:
+            raise _TooShort(f"{entry.path}: {len(frames)} frame(s); flow needs at least 2")
+        return frames, {
             schema.LABEL: entry.label,
             schema.VIDEO_ID: entry.video_id,
             schema.PATH: entry.path,
             schema.FPS: np.float32(fps),
-            schema.NUM_FRAMES: np.int32(len(encoded)),
             schema.HEIGHT: np.int32(info["height"] or frames.shape[1]),
             schema.WIDTH: np.int32(info["width"] or frames.shape[2]),
         }
+
+
+def _cache_key(entry: VideoEntry, decode_settings: str) -> str:
+    """A video's flow-cache name: its file (size, mtime), time range and the decode settings."""
+    st = os.stat(entry.path)
+    return f"{entry.path}|{st.st_size}|{st.st_mtime_ns}|{entry.start}|{entry.end}|{decode_settings}"
 
 
 class _TooShort(ValueError):

@@ -1,0 +1,375 @@
+"""TV-L1 flow for whole datasets: batched across videos, quantised, cached per video.
+
+`flow_videos(videos, FlowSettings(...))` yields each video's flow as stored in a dataset (uint8
+`[T-1, H, W, 2]`, :func:`i3d_jax.preprocess.quantize_flow` with the settings' bound), in the order
+the videos came. With the JAX solver, frame pairs of consecutive videos of the same frame size
+share fixed-size device batches (`batch_pairs`; the last one padded), so one program is compiled
+per frame size and the device stays busy across short videos; the next batch is dispatched before
+the previous one is read back. The OpenCV solver (the reference) runs pair by pair on the CPU.
+
+With `cache_dir`, each finished video's flow is written there (atomically) under its key and the
+settings' fingerprint, so an interrupted build resumes at the video level, and settings that give
+other flow never reuse it. `FlowSettings.as_metadata()` is what a dataset records
+(`METADATA_KEY`); `check_expected` refuses a dataset whose recorded settings differ from a run's.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hashlib
+import json
+import os
+import pathlib
+import re
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+
+import numpy as np
+
+from i3d_jax import flow, preprocess
+
+METADATA_KEY = "flow_settings"  # dataset metadata: FlowSettings.as_metadata()
+SOLVERS = ("jax", "opencv")
+QUANTIZATION = "uint8 = round(clip(flow_px, -bound, bound) * 127 / bound) + 128"
+_MAX_PENDING_VIDEOS = 16  # videos held while the first waits for a full batch of its size
+
+
+def default_batch_pairs() -> int:
+    """Frame pairs per device batch: 1 on CPU (vmapped batches were not faster per pair there), 16
+    on an accelerator."""
+    import jax
+
+    return 1 if jax.default_backend() == "cpu" else 16
+
+
+def _preset_params(preset: str | flow.TVL1Params) -> flow.TVL1Params:
+    if isinstance(preset, flow.TVL1Params):
+        return preset
+    if preset not in flow.PRESETS:
+        raise ValueError(
+            f"unknown TV-L1 preset {preset!r}; expected one of {sorted(flow.PRESETS)} "
+            "or a flow.TVL1Params"
+        )
+    return flow.PRESETS[preset]
+
+
+@dataclasses.dataclass(frozen=True)
+class FlowSettings:
+    """How a flow dataset's flow is made. `batch_pairs` changes speed only, not the flow, so it is
+    neither compared nor recorded."""
+
+    solver: str = "jax"  # "jax" (any JAX device) | "opencv" (the reference, CPU)
+    preset: str | flow.TVL1Params = "default"  # a key of flow.PRESETS, or the parameters
+    bound: float = preprocess.FLOW_BOUND  # quantisation bound in pixels (dataset `flow_scale`)
+    batch_pairs: int = dataclasses.field(default_factory=default_batch_pairs, compare=False)
+
+    def __post_init__(self):
+        if self.solver not in SOLVERS:
+            raise ValueError(f"unknown flow solver {self.solver!r}; expected one of {SOLVERS}")
+        _preset_params(self.preset)
+        if not self.bound > 0:
+            raise ValueError(f"flow bound must be > 0 pixels, got {self.bound}")
+        if int(self.batch_pairs) < 1:
+            raise ValueError(f"batch_pairs must be >= 1, got {self.batch_pairs}")
+
+    @property
+    def params(self) -> flow.TVL1Params:
+        return _preset_params(self.preset)
+
+    @property
+    def preset_name(self) -> str:
+        """The preset's name, or "custom" for parameters that are no preset."""
+        if isinstance(self.preset, str):
+            return self.preset
+        return next((k for k, v in flow.PRESETS.items() if v == self.preset), "custom")
+
+    def as_metadata(self) -> dict:
+        """What a dataset records: solver, preset name, TV-L1 parameters, bound, quantisation."""
+        return {
+            "solver": self.solver,
+            "preset": self.preset_name,
+            "params": dataclasses.asdict(self.params),
+            "bound": float(self.bound),
+            "quantization": QUANTIZATION,
+        }
+
+    def fingerprint(self) -> str:
+        """16 hex digits of sha256 over `as_metadata()`: equal for settings giving the same flow."""
+        text = json.dumps(self.as_metadata(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def describe(self) -> str:
+        return describe_metadata(self.as_metadata())
+
+    @classmethod
+    def from_metadata(cls, meta: dict, batch_pairs: int | None = None) -> FlowSettings:
+        """The settings a dataset recorded (`as_metadata()`), e.g. to build more like it."""
+        params = flow.TVL1Params(**meta["params"])
+        preset = meta.get("preset", "custom")
+        if flow.PRESETS.get(preset) != params:
+            preset = params
+        extra = {} if batch_pairs is None else {"batch_pairs": batch_pairs}
+        return cls(solver=meta["solver"], preset=preset, bound=float(meta["bound"]), **extra)
+
+
+def describe_metadata(meta: dict) -> str:
+    """One line for recorded flow settings: solver, preset, bound (and non-preset parameters)."""
+    text = f"solver={meta.get('solver')} preset={meta.get('preset')} bound={meta.get('bound')}"
+    params = meta.get("params")
+    if params is not None and meta.get("preset") not in flow.PRESETS:
+        text += f" params={params}"
+    return text
+
+
+# ----------------------------------------------------------------------------- run-side check
+
+
+class FlowSettingsMismatchError(ValueError):
+    """A flow dataset was built with other flow settings than the run expects."""
+
+
+def check_expected(
+    recorded: dict | None,
+    *,
+    solver: str = "",
+    preset: str = "",
+    bound: float = 0.0,
+    where: str = "the flow dataset",
+) -> None:
+    """Raises `FlowSettingsMismatchError` naming both when `recorded` (a dataset's
+    `as_metadata()`) differs from what a run expects; "" / 0 expects nothing for that field."""
+    expected = {}
+    if solver:
+        if solver not in SOLVERS:
+            raise ValueError(
+                f"expected flow solver {solver!r} is unknown; expected one of {SOLVERS}"
+            )
+        expected["solver"] = solver
+    if preset:
+        expected["preset"] = preset
+        expected_params = dataclasses.asdict(_preset_params(preset))
+    if bound:
+        expected["bound"] = float(bound)
+    if not expected:
+        return
+    wanted = " ".join(f"{k}={v}" for k, v in expected.items())
+    if not recorded:
+        raise FlowSettingsMismatchError(
+            f"{where} records no flow settings (built before they were recorded, or not flow), "
+            f"but the run expects {wanted}; rebuild it, or set config.dataset.flow.* to '' / 0 "
+            "to accept it"
+        )
+    differs = []
+    if "solver" in expected and recorded.get("solver") != solver:
+        differs.append("solver")
+    if "preset" in expected and recorded.get("params") != expected_params:
+        differs.append("preset")
+    if "bound" in expected and float(recorded.get("bound", -1)) != expected["bound"]:
+        differs.append("bound")
+    if differs:
+        raise FlowSettingsMismatchError(
+            f"{where} was built with flow settings {describe_metadata(recorded)}, but the run "
+            f"expects {wanted} (config.dataset.flow; differing: {', '.join(differs)}). Rebuild "
+            "the dataset with the expected settings (python -m i3d_jax.data.build ... --config "
+            "flow --flow_solver/--flow_preset/--flow_bound), or change config.dataset.flow"
+        )
+
+
+# ----------------------------------------------------------------------------- cache
+
+
+class _Cache:
+    """Finished videos' quantised flow as `<dir>/<key>-<fingerprint>.npy` (atomic writes)."""
+
+    def __init__(self, directory, settings: FlowSettings):
+        self.dir = pathlib.Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.fingerprint = settings.fingerprint()
+
+    def path(self, key: str) -> pathlib.Path:
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", key)[-60:]
+        return self.dir / f"{readable}.{digest}-{self.fingerprint}.npy"
+
+    def load(self, key: str, shape: tuple[int, ...]) -> np.ndarray | None:
+        path = self.path(key)
+        if not path.is_file():
+            return None
+        try:
+            out = np.load(path)
+        except (OSError, ValueError):
+            return None  # unreadable: computed again
+        return out if out.shape == shape and out.dtype == np.uint8 else None
+
+    def save(self, key: str, flow_uint8: np.ndarray) -> None:
+        path = self.path(key)
+        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-", suffix=".npy")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.save(f, flow_uint8)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+
+
+# ----------------------------------------------------------------------------- flow of videos
+
+
+@dataclasses.dataclass(eq=False)
+class _Job:
+    """One video: its gray frames until done, its quantised flow, pairs still to compute."""
+
+    key: str | None
+    out: np.ndarray  # uint8 [T-1, H, W, 2]
+    gray: np.ndarray | None = None  # float32 [T, H, W]
+    remaining: int = 0
+
+
+def _check_frames(frames, index: int, key: str | None) -> np.ndarray:
+    frames = np.asarray(frames)
+    name = f"video {key!r}" if key is not None else f"video #{index}"
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(
+            f"{name}: expected uint8 RGB frames [T, H, W, 3], got {frames.dtype} {frames.shape}"
+        )
+    if frames.shape[0] < 2:
+        raise ValueError(f"{name}: {frames.shape[0]} frame(s); flow needs at least 2")
+    return frames
+
+
+def _progress_bar(progress: bool, desc: str, total: int | None):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="pair", disable=not progress, dynamic_ncols=True)
+
+
+class _JaxBatcher:
+    """Queues frame pairs per frame size and solves them in fixed-size batches, one in flight."""
+
+    def __init__(self, settings: FlowSettings, finished, bar):
+        self.settings = settings
+        self.batch = int(settings.batch_pairs)
+        self.queues: dict[tuple[int, int], list[tuple[_Job, int]]] = {}
+        self.inflight: collections.deque = collections.deque()
+        self.finished = finished  # called with each job whose last pair is stored
+        self.bar = bar
+
+    def add(self, job: _Job) -> None:
+        h, w = job.out.shape[1:3]
+        queue = self.queues.setdefault((h, w), [])
+        queue.extend((job, t) for t in range(job.remaining))
+        while len(queue) >= self.batch:
+            self._dispatch(queue[: self.batch])
+            del queue[: self.batch]
+
+    def flush(self, size: tuple[int, int] | None = None) -> None:
+        """Solves every queued pair (of one frame size, or all), padding the last batches."""
+        for key in [size] if size is not None else list(self.queues):
+            queue = self.queues.pop(key, [])
+            for start in range(0, len(queue), self.batch):
+                self._dispatch(queue[start : start + self.batch])
+        while self.inflight:
+            self._collect()
+
+    def _dispatch(self, items: list[tuple[_Job, int]]) -> None:
+        padded = items + [items[-1]] * (self.batch - len(items))
+        i0 = np.stack([job.gray[t] for job, t in padded])
+        i1 = np.stack([job.gray[t + 1] for job, t in padded])
+        self.inflight.append((items, flow.tvl1_batch(i0, i1, self.settings.params)))
+        if len(self.inflight) > 1:
+            self._collect()
+
+    def _collect(self) -> None:
+        items, result = self.inflight.popleft()
+        q = preprocess.quantize_flow(np.asarray(result)[: len(items)], self.settings.bound)
+        for (job, t), f in zip(items, q, strict=True):
+            job.out[t] = f
+            job.remaining -= 1
+            if job.remaining == 0:
+                job.gray = None
+                self.finished(job)
+        self.bar.update(len(items))
+
+
+def flow_videos(
+    videos: Iterable[np.ndarray],
+    settings: FlowSettings,
+    *,
+    keys: Iterable[str] | None = None,
+    cache_dir=None,
+    progress: bool = True,
+    desc: str = "flow",
+    total_pairs: int | None = None,
+    flow_fn: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> Iterator[np.ndarray]:
+    """Each video's quantised flow, uint8 `[T-1, H, W, 2]`, in the order of `videos`.
+
+    Args:
+      videos: uint8 RGB `[T, H, W, 3]` arrays (T >= 2), read lazily (a few ahead).
+      settings: solver, TV-L1 parameters, bound, batch size.
+      keys: one stable name per video (needed with `cache_dir`), e.g. its path and mtime.
+      cache_dir: where finished videos' flow is kept; a video found there (same key, same
+        settings fingerprint, same shape) is not computed again.
+      progress: a tqdm bar of frame pairs computed (its rate is pairs per second).
+      desc, total_pairs: the bar's label and total (if known).
+      flow_fn: a stand-in for the solver, uint8 frames -> float32 pixels `[T-1, H, W, 2]`
+        (tests); its flow is quantised and cached as the solver's would be.
+    """
+    if cache_dir is not None and keys is None:
+        raise ValueError("flow_videos: cache_dir needs keys (one stable name per video)")
+    cache = _Cache(cache_dir, settings) if cache_dir is not None else None
+    key_iter = iter(keys) if keys is not None else None
+    with _progress_bar(progress, desc, total_pairs) as bar:
+        counts = {"videos": 0, "cached": 0}
+
+        def finished(job: _Job) -> None:
+            if cache is not None:
+                cache.save(job.key, job.out)
+
+        use_jax = settings.solver == "jax" and flow_fn is None
+        batcher = _JaxBatcher(settings, finished, bar) if use_jax else None
+        pending: collections.deque[_Job] = collections.deque()
+
+        def ready() -> Iterator[np.ndarray]:
+            while pending and pending[0].remaining == 0:
+                counts["videos"] += 1
+                bar.set_postfix(counts, refresh=False)
+                yield pending.popleft().out
+
+        for index, frames in enumerate(videos):
+            key = next(key_iter, None) if key_iter is not None else None
+            if key_iter is not None and key is None:
+                raise ValueError(f"flow_videos: fewer keys than videos (none for video #{index})")
+            frames = _check_frames(frames, index, key)
+            t, h, w = frames.shape[:3]
+            job = _Job(key, np.empty((t - 1, h, w, 2), np.uint8))
+            cached = cache.load(key, job.out.shape) if cache is not None else None
+            if cached is not None:
+                job.out = cached
+                counts["cached"] += 1
+                if total_pairs is not None:
+                    bar.total = max(bar.total - (t - 1), 0)
+            elif batcher is None:
+                if flow_fn is not None:
+                    pixels = np.asarray(flow_fn(frames), np.float32)
+                    bar.update(t - 1)
+                else:
+                    pixels = flow.compute_flow(
+                        frames, backend="opencv", params=settings.params, progress=bar.update
+                    )
+                job.out = preprocess.quantize_flow(pixels, settings.bound)
+                finished(job)
+            else:
+                job.gray, job.remaining = flow.to_gray(frames), t - 1
+                batcher.add(job)
+            pending.append(job)
+            yield from ready()
+            if batcher is not None and len(pending) > _MAX_PENDING_VIDEOS:
+                batcher.flush(pending[0].out.shape[1:3])
+                yield from ready()
+        if batcher is not None:
+            batcher.flush()
+        yield from ready()

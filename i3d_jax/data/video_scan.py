@@ -1,0 +1,131 @@
+"""The videos of a `video_folder` source: class folders or Kinetics-style CSV files (see
+:mod:`i3d_jax.data.video_folder` for the layouts)."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+import pathlib
+
+VIDEO_EXTENSIONS = (
+    ".mp4",
+    ".avi",
+    ".mkv",
+    ".webm",
+    ".mov",
+    ".m4v",
+    ".mpg",
+    ".mpeg",
+    ".ogv",
+    ".flv",
+    ".gif",
+)
+CSV_COLUMNS = ("label", "youtube_id", "time_start", "time_end", "split")
+_SPLIT_ALIASES = {"val": "validation", "valid": "validation", "validate": "validation"}
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoEntry:
+    """One video to store: where it is, its class name, split, id and optional time range."""
+
+    split: str
+    label: str
+    video_id: str
+    path: str | None  # None: the file was not found
+    start: float | None = None
+    end: float | None = None
+    missing_reason: str = ""
+
+
+def split_name(name: str) -> str:
+    """Folder/CSV split name -> TFDS split name (``val``/``validate`` -> ``validation``)."""
+    name = name.strip()
+    return _SPLIT_ALIASES.get(name.lower(), name)
+
+
+def scan_folders(root) -> list[VideoEntry]:
+    """Entries of a ``root/<split>/<class>/<video>`` tree, sorted by split, class and file."""
+    root = pathlib.Path(root)
+    entries = []
+    for split_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        loose = [p.name for p in split_dir.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS]
+        if loose:
+            raise ValueError(
+                f"video_folder: {split_dir} holds video files ({loose[0]}, ...) directly; expected "
+                "the layout <root>/<split>/<class>/<video>"
+            )
+        for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+            for video in sorted(class_dir.iterdir()):
+                if video.is_file() and video.suffix.lower() in VIDEO_EXTENSIONS:
+                    entries.append(
+                        VideoEntry(
+                            split_name(split_dir.name), class_dir.name, video.stem, str(video)
+                        )
+                    )
+    if not entries:
+        raise ValueError(
+            f"video_folder: no video files found under {root}; expected <root>/<split>/<class>/"
+            f"<video> with one of the extensions {', '.join(VIDEO_EXTENSIONS)}, or *.csv files "
+            f"with columns {','.join(CSV_COLUMNS)}"
+        )
+    return entries
+
+
+def scan_csv(root, csv_paths=None) -> list[VideoEntry]:
+    """Entries of Kinetics-style CSV files (module docstring); missing videos have ``path=None``."""
+    root = pathlib.Path(root)
+    if csv_paths is None:
+        csv_paths = sorted(root.glob("*.csv"))
+    elif isinstance(csv_paths, str | os.PathLike):
+        csv_paths = [csv_paths]
+    index: dict[str, str] = {}
+    for dirpath, _, files in os.walk(root):
+        for f in sorted(files):
+            stem, ext = os.path.splitext(f)
+            if ext.lower() in VIDEO_EXTENSIONS:
+                index.setdefault(stem, os.path.join(dirpath, f))
+    entries = []
+    for csv_path in csv_paths:
+        with open(csv_path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ValueError(
+                    f"video_folder: {csv_path} lacks the column(s) {', '.join(missing)}; expected "
+                    f"a header with {','.join(CSV_COLUMNS)} (found {reader.fieldnames})"
+                )
+            for line, row in enumerate(reader, start=2):
+                label = (row["label"] or "").strip()
+                if not label:
+                    continue  # unlabelled rows (e.g. Kinetics' test set) cannot be trained on
+                try:
+                    t0, t1 = float(row["time_start"]), float(row["time_end"])
+                except ValueError as e:
+                    raise ValueError(
+                        f"video_folder: {csv_path}:{line}: time_start/time_end must be numbers "
+                        f"(seconds), got {row['time_start']!r}, {row['time_end']!r}"
+                    ) from e
+                yid = row["youtube_id"].strip()
+                clip = f"{yid}_{int(t0):06d}_{int(t1):06d}"
+                split = split_name(row["split"])
+                if clip in index:
+                    entries.append(VideoEntry(split, label, clip, index[clip]))
+                elif yid in index:
+                    entries.append(VideoEntry(split, label, clip, index[yid], t0, t1))
+                else:
+                    reason = f"missing file: no {clip}.* or {yid}.* under {root} (row {line})"
+                    entries.append(VideoEntry(split, label, clip, None, t0, t1, reason))
+    if not entries:
+        raise ValueError(f"video_folder: no labelled rows in {[str(p) for p in csv_paths]}")
+    return entries
+
+
+def scan(root, csv_paths=None) -> list[VideoEntry]:
+    """`scan_csv` if `csv_paths` is given or ``root`` has ``*.csv`` files, else `scan_folders`."""
+    root = pathlib.Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"video_folder: source folder not found: {str(root)!r}")
+    if csv_paths is not None or any(root.glob("*.csv")):
+        return scan_csv(root, csv_paths)
+    return scan_folders(root)

@@ -1,0 +1,158 @@
+"""Flow for datasets (i3d_jax.data.flow_build): batched TV-L1 across videos, the per-video cache,
+the recorded settings, the video_folder flow build (resumable, CLI flags) and the run-side refusal
+of a dataset built with other flow settings."""
+
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from i3d_jax import flow, preprocess
+from i3d_jax.data import flow_build
+from i3d_jax.data.flow_build import FlowSettings, FlowSettingsMismatchError
+
+# A small solver (one pyramid level) so each frame size compiles in about a second.
+PARAMS = flow.TVL1Params(
+    nscales=1, warps=2, inner_iterations=8, outer_iterations=2, median_filtering=3
+)
+SETTINGS = FlowSettings(preset=PARAMS, bound=4.0, batch_pairs=2)
+
+
+def _video(t: int, h: int, w: int, seed: int, dx: int = 1) -> np.ndarray:
+    """uint8 RGB frames of a smooth texture moving left by `dx` pixels a frame (flow x = -dx)."""
+    rng = np.random.default_rng(seed)
+    tex = ndimage.gaussian_filter(rng.uniform(0, 255, (h, w + dx * t)), 1.5)
+    tex = (tex - tex.min()) / (tex.max() - tex.min()) * 255
+    frames = np.stack([tex[:, k * dx : k * dx + w] for k in range(t)])
+    return np.repeat(np.rint(frames).astype(np.uint8)[..., None], 3, axis=-1)
+
+
+# Two frame sizes; with batch 2, `a`'s one pair shares a batch with `c`'s first.
+VIDEOS = {"a": _video(2, 32, 32, 0), "b": _video(2, 24, 40, 1), "c": _video(4, 32, 32, 2)}
+
+
+@pytest.fixture
+def solver_calls(monkeypatch):
+    """Every batch handed to the JAX solver: a list of (i0 [B, H, W], params)."""
+    calls = []
+    real = flow.tvl1_batch
+
+    def counting(i0, i1, params):
+        calls.append((np.asarray(i0), params))
+        return real(i0, i1, params)
+
+    monkeypatch.setattr(flow, "tvl1_batch", counting)
+    return calls
+
+
+def _run(settings=SETTINGS, **kwargs) -> list[np.ndarray]:
+    kwargs.setdefault("progress", False)
+    return list(flow_build.flow_videos(VIDEOS.values(), settings, **kwargs))
+
+
+def test_batched_flow_equals_per_pair_solver_in_order(solver_calls):
+    out = _run()
+    assert [o.shape for o in out] == [(1, 32, 32, 2), (1, 24, 40, 2), (3, 32, 32, 2)]
+    assert [o.dtype for o in out] == [np.uint8] * 3
+    # Batches of 2: [a0, c0], [c1, c2] at 32x32 and [b0, b0 (padding)] at 24x40.
+    assert sorted(c[0].shape for c in solver_calls) == [(2, 24, 40), (2, 32, 32), (2, 32, 32)]
+    pair = jax.jit(flow.tvl1_pair, static_argnames="params")
+    step = SETTINGS.bound / 127
+    for name, got in zip(("a", "c"), (out[0], out[2]), strict=True):
+        gray = flow.to_gray(VIDEOS[name])
+        for t in range(len(gray) - 1):
+            ref = np.clip(np.asarray(pair(gray[t], gray[t + 1], params=PARAMS)), -4, 4)
+            deq = preprocess.dequantize_flow_pixels(got[t], SETTINGS.bound)
+            np.testing.assert_array_less(np.abs(deq - ref), step / 2 + 1e-4)
+    for got in out:  # the true motion, away from the borders
+        inner = preprocess.dequantize_flow_pixels(got, SETTINGS.bound)[:, 6:-6, 6:-6]
+        assert abs(inner[..., 0].mean() + 1) < 0.15 and abs(inner[..., 1].mean()) < 0.1
+    # The same flow one video at a time (other batch companions, other padding).
+    for name, got in zip(VIDEOS, out, strict=True):
+        alone = next(flow_build.flow_videos([VIDEOS[name]], SETTINGS, progress=False))
+        np.testing.assert_array_equal(alone, got)
+
+
+def test_cache_resumes_at_the_video_level(tmp_path, solver_calls):
+    full = _run()
+    solver_calls.clear()
+    gen = flow_build.flow_videos(
+        VIDEOS.values(), SETTINGS, keys=VIDEOS, cache_dir=tmp_path, progress=False
+    )
+    np.testing.assert_array_equal(next(gen), full[0])
+    gen.close()  # interrupted after the first video
+    assert len(list(tmp_path.glob("*.npy"))) == 1
+    solver_calls.clear()
+    resumed = _run(keys=VIDEOS, cache_dir=tmp_path)
+    for got, want in zip(resumed, full, strict=True):
+        np.testing.assert_array_equal(got, want)
+    first_a = flow.to_gray(VIDEOS["a"])[0]
+    batches = [c[0] for c in solver_calls if c[0].shape[1:] == first_a.shape]
+    assert batches and not any((b == first_a).all(axis=(1, 2)).any() for b in batches)
+    solver_calls.clear()
+    again = _run(keys=VIDEOS, cache_dir=tmp_path)
+    assert solver_calls == []  # everything cached: the solver never runs
+    for got, want in zip(again, full, strict=True):
+        np.testing.assert_array_equal(got, want)
+    # Other settings (bound) give other flow: nothing reused, a second set of files.
+    other = dataclasses.replace(SETTINGS, bound=5.0)
+    moved = _run(other, keys=VIDEOS, cache_dir=tmp_path)
+    assert len(solver_calls) == 3 and len(list(tmp_path.glob("*.npy"))) == 6
+    assert not np.array_equal(moved[2], full[2])
+    with pytest.raises(ValueError, match="cache_dir needs keys"):
+        _run(cache_dir=tmp_path)
+
+
+def test_opencv_solver_option(solver_calls):
+    out = _run(FlowSettings(solver="opencv", preset=PARAMS, bound=4.0))
+    assert solver_calls == []
+    jax_out = _run()
+    for got, ref in zip(out, jax_out, strict=True):
+        assert got.shape == ref.shape and got.dtype == np.uint8
+        pixels = preprocess.dequantize_flow_pixels(got, 4.0)[:, 6:-6, 6:-6]
+        assert abs(pixels[..., 0].mean() + 1) < 0.15
+    want = preprocess.quantize_flow(flow.compute_flow(VIDEOS["c"], "opencv", PARAMS), 4.0)
+    np.testing.assert_array_equal(out[2], want)
+
+
+def test_settings_metadata_and_fingerprint():
+    s = FlowSettings(solver="opencv", preset="fast", bound=10.0, batch_pairs=3)
+    meta = s.as_metadata()
+    assert meta == {
+        "solver": "opencv",
+        "preset": "fast",
+        "params": dataclasses.asdict(flow.FAST),
+        "bound": 10.0,
+        "quantization": flow_build.QUANTIZATION,
+    }
+    assert dataclasses.replace(s, batch_pairs=1) == s  # batch size: speed, not flow
+    assert dataclasses.replace(s, batch_pairs=1).fingerprint() == s.fingerprint()
+    assert dataclasses.replace(s, bound=20.0).fingerprint() != s.fingerprint()
+    assert FlowSettings(preset=flow.FAST).preset_name == "fast"
+    assert FlowSettings.from_metadata(meta) == s
+    assert FlowSettings.from_metadata(SETTINGS.as_metadata()).params == PARAMS
+    assert SETTINGS.as_metadata()["preset"] == "custom"
+    assert s.describe() == "solver=opencv preset=fast bound=10.0"
+    with pytest.raises(ValueError, match=r"unknown flow solver 'cuda'; expected one of"):
+        FlowSettings(solver="cuda")
+    with pytest.raises(ValueError, match=r"unknown TV-L1 preset 'slow'"):
+        FlowSettings(preset="slow")
+    with pytest.raises(ValueError, match="batch_pairs must be >= 1"):
+        FlowSettings(batch_pairs=0)
+
+
+def test_expected_settings_refuse_other_ones_naming_both():
+    recorded = FlowSettings(solver="opencv", preset="fast").as_metadata()
+    flow_build.check_expected(recorded)  # nothing expected: accepted
+    flow_build.check_expected(recorded, solver="opencv", preset="fast", bound=20.0)
+    with pytest.raises(FlowSettingsMismatchError) as e:
+        flow_build.check_expected(recorded, solver="jax", preset="default", where="ds X")
+    msg = str(e.value)
+    assert "ds X was built with flow settings solver=opencv preset=fast bound=20.0" in msg
+    assert "expects solver=jax preset=default" in msg and "differing: solver, preset" in msg
+    with pytest.raises(FlowSettingsMismatchError, match=r"bound=20.0.*expects bound=5.0"):
+        flow_build.check_expected(recorded, bound=5.0)
+    with pytest.raises(FlowSettingsMismatchError, match="records no flow settings"):
+        flow_build.check_expected(None, solver="jax")
