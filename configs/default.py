@@ -37,6 +37,12 @@ def get_config() -> ml_collections.ConfigDict:
     c.dataset.train_split = "train"
     c.dataset.eval_split = "validation"
     c.dataset.in_memory = False  # synthetic_motion only: generate in memory, skip TFDS (tests)
+    # Flow datasets: the flow settings the run expects; a dataset recording others is refused
+    # (i3d_jax.data.flow_build.check_expected). "" / 0 accepts what the dataset recorded.
+    c.dataset.flow = ml_collections.ConfigDict()
+    c.dataset.flow.solver = ""  # jax | opencv
+    c.dataset.flow.preset = ""  # a key of i3d_jax.flow.PRESETS (default | fast)
+    c.dataset.flow.bound = 0.0  # quantisation bound in pixels (20 in the paper)
 
     c.input = ml_collections.ConfigDict()
     c.input.clip_length = 64

@@ -5,13 +5,16 @@ of a dataset built with other flow settings."""
 import dataclasses
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 from scipy import ndimage
+from videos import write_video
 
 from i3d_jax import flow, preprocess
-from i3d_jax.data import flow_build
+from i3d_jax.data import build, flow_build, pipeline, schema, video_folder
 from i3d_jax.data.flow_build import FlowSettings, FlowSettingsMismatchError
+from i3d_jax.data.video_folder import VideoFolder
 
 # A small solver (one pyramid level) so each frame size compiles in about a second.
 PARAMS = flow.TVL1Params(
@@ -156,3 +159,92 @@ def test_expected_settings_refuse_other_ones_naming_both():
         flow_build.check_expected(recorded, bound=5.0)
     with pytest.raises(FlowSettingsMismatchError, match="records no flow settings"):
         flow_build.check_expected(None, solver="jax")
+
+
+def _flow_cfg(data_dir, **expected) -> ml_collections.ConfigDict:
+    flow_cfg = ml_collections.ConfigDict({"solver": "", "preset": "", "bound": 0.0})
+    flow_cfg.update(expected)
+    return ml_collections.ConfigDict(
+        {
+            "name": "video_folder",
+            "builder_config": "flow",
+            "data_dir": str(data_dir),
+            "folder": "",
+            "in_memory": False,
+            "flow": flow_cfg,
+        }
+    )
+
+
+def test_video_folder_flow_build_resumes_and_runs_refuse_other_settings(
+    tmp_path, monkeypatch, capsys
+):
+    root = tmp_path / "videos"
+    layout = [
+        ("train", "left", 1),
+        ("train", "right", 2),
+        ("train", "right", 2),
+        ("val", "left", 1),
+    ]
+    for i, (split, label, dx) in enumerate(layout):
+        write_video(root / split / label / f"v{i}.mp4", _video(3, 32, 32, i, dx))
+    data_dir = tmp_path / "tfds"
+    kwargs = dict(config="flow", folder=root, data_dir=str(data_dir), fps=None, short_side=None)
+    calls = []
+    real = flow.tvl1_batch
+
+    def failing_after_two(i0, i1, params):
+        if len(calls) == 2:
+            raise RuntimeError("injected: the build stops here")
+        calls.append(np.asarray(i0))
+        return real(i0, i1, params)
+
+    monkeypatch.setattr(flow, "tvl1_batch", failing_after_two)
+    builder = VideoFolder(flow=SETTINGS, **kwargs)
+    cache = builder.flow_cache_dir()
+    with pytest.raises(RuntimeError, match="injected"):
+        builder.download_and_prepare()
+    cached = len(list(cache.glob("*.npy")))
+    assert cached == 1  # one video finished (one pair batch each; the second was in flight)
+    calls.clear()
+    monkeypatch.setattr(flow, "tvl1_batch", lambda i0, i1, p: calls.append(0) or real(i0, i1, p))
+    builder = VideoFolder(flow=SETTINGS, **kwargs)
+    builder.download_and_prepare()
+    assert len(calls) == 4 - cached  # 3 frames = 2 pairs = one batch a video; cached ones skipped
+    assert not cache.exists()  # removed once the dataset is complete
+    meta = builder.info.metadata
+    assert meta[flow_build.METADATA_KEY] == SETTINGS.as_metadata() and meta["flow_scale"] == 4.0
+    assert meta["source"]["settings"]["flow"] == SETTINGS.as_metadata()
+    src = schema.data_source(builder, "validation")
+    stored = schema.decode_flow_frames(src[0]["video"])
+    assert stored.shape == (2, 32, 32, 2)
+    x = preprocess.dequantize_flow_pixels(stored, 4.0)[:, 6:-6, 6:-6, 0]
+    assert abs(x.mean() + 1) < 0.15
+
+    # Another flow setting for the same folder: refused before any work, naming both.
+    other = dataclasses.replace(SETTINGS, bound=5.0)
+    with pytest.raises(video_folder.SourceMismatchError, match=r"'bound': 4\.0.*'bound': 5\.0"):
+        VideoFolder(flow=other, **kwargs).download_and_prepare()
+
+    # A run: the recorded settings against config.dataset.flow.
+    _, info = pipeline.load_source(_flow_cfg(data_dir, solver="jax", bound=4.0), "train")
+    assert info.flow_scale == 4.0
+    with pytest.raises(FlowSettingsMismatchError) as e:
+        pipeline.load_source(_flow_cfg(data_dir, solver="opencv", preset="default"), "train")
+    assert "was built with flow settings solver=jax preset=custom bound=4.0" in str(e.value)
+    assert "params=" in str(e.value) and "expects solver=opencv preset=default" in str(e.value)
+
+    # The CLI: OpenCV's solver and a preset by flag, recorded as such.
+    out_dir = tmp_path / "cli"
+    common = ["video_folder", "--data_dir", str(out_dir), "--manual_dir", str(root)]
+    common += ["--fps", "none", "--short_side", "none", "--config", "flow"]
+    flags = ["--flow_solver", "opencv", "--flow_preset", "fast", "--flow_bound", "10"]
+    assert build.main(common + flags) == 0
+    assert '"splits": {"train": 3, "validation": 1}' in capsys.readouterr().out
+    built = VideoFolder(config="flow", data_dir=str(out_dir)).info.metadata
+    assert built[flow_build.METADATA_KEY] == FlowSettings("opencv", "fast", 10.0).as_metadata()
+    with pytest.raises(FlowSettingsMismatchError, match="solver=opencv preset=fast bound=10.0"):
+        pipeline.load_source(_flow_cfg(out_dir, bound=20.0), "train")
+    with pytest.raises(SystemExit):
+        build.parse_args(["video_folder", "--data_dir", "d", "--flow_solver", "jax"])
+    assert "--flow_solver apply to video_folder --config flow only" in capsys.readouterr().err

@@ -9,6 +9,15 @@ TensorFlow, see :mod:`i3d_jax.data.catalog`). Examples::
         --config rgb --short_side 256 --fps 25
     python -m i3d_jax.data.build video_folder --data_dir ~/tfds/k400 --manual_dir ~/k400 \
         --csv ~/k400/train.csv --csv ~/k400/validate.csv --strict
+    python -m i3d_jax.data.build video_folder --data_dir ~/tfds/ucf --manual_dir ~/videos/ucf \
+        --config flow --flow_solver jax --flow_preset default --flow_batch 16
+
+The ``flow`` config computes TV-L1 (:mod:`i3d_jax.data.flow_build`): ``--flow_solver jax`` (default)
+batches frame pairs across videos on the default JAX device (GPU when present), ``opencv`` runs
+OpenCV's reference on the CPU; ``--flow_preset`` names the TV-L1 parameters (`i3d_jax.flow.PRESETS`),
+``--flow_batch`` the pairs per device batch (default 1 on CPU, 16 on an accelerator),
+``--flow_bound`` the quantisation bound in pixels. A bar shows frame pairs per second; finished
+videos are cached, so a build stopped midway and run again computes only the rest.
 
 Prints one progress bar per split and, at the end, the dataset directory, the split sizes and the
 number of skipped files. A ``video_folder`` dataset already in ``--data_dir`` that was built from
@@ -25,10 +34,12 @@ import sys
 
 import tensorflow_datasets as tfds
 
-from i3d_jax.data import schema, video_folder
+from i3d_jax import flow
+from i3d_jax.data import flow_build, schema, video_folder
 from i3d_jax.data.synthetic_motion import SyntheticMotion
 from i3d_jax.data.video_folder import VideoFolder
 
+_FLOW_OPTIONS = ("flow_solver", "flow_preset", "flow_batch", "flow_bound")
 _SYNTHETIC_OPTIONS = (
     "num_classes",
     "num_frames",
@@ -71,6 +82,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         action="store_true",
         help="replace a dataset in --data_dir built from another source or settings",
     )
+    g = p.add_argument_group("video_folder --config flow")
+    g.add_argument("--flow_solver", choices=flow_build.SOLVERS, help="TV-L1 solver (default jax)")
+    g.add_argument(
+        "--flow_preset", choices=sorted(flow.PRESETS), help="TV-L1 parameters (default: default)"
+    )
+    g.add_argument("--flow_batch", type=int, help="frame pairs per batch (default: 1 CPU, 16 GPU)")
+    g.add_argument("--flow_bound", type=float, help="quantisation bound in pixels (default 20)")
     g = p.add_argument_group("synthetic_motion (override the config's fields)")
     g.add_argument("--num_classes", type=int)
     g.add_argument("--num_frames", type=int)
@@ -81,11 +99,32 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--speed", type=float)
     g.add_argument("--rotation_deg", type=float)
     g.add_argument("--noise", type=float)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    flow_flags = [f"--{k}" for k in _FLOW_OPTIONS if getattr(args, k) is not None]
+    if flow_flags and (args.name != "video_folder" or args.config != "flow"):
+        p.error(f"{', '.join(flow_flags)} apply to video_folder --config flow only")
+    if args.flow_batch is not None and args.flow_batch < 1:
+        p.error(f"--flow_batch must be >= 1 (frame pairs per batch), got {args.flow_batch}")
+    if args.flow_bound is not None and not args.flow_bound > 0:
+        p.error(f"--flow_bound must be > 0 pixels, got {args.flow_bound}")
+    return args
+
+
+def flow_settings(args: argparse.Namespace) -> flow_build.FlowSettings:
+    """The flow settings the ``--flow_*`` flags name (defaults where not given)."""
+    given = {
+        "solver": args.flow_solver,
+        "preset": args.flow_preset,
+        "bound": args.flow_bound,
+        "batch_pairs": args.flow_batch,
+    }
+    return flow_build.FlowSettings(**{k: v for k, v in given.items() if v is not None})
 
 
 def _video_folder_kwargs(args: argparse.Namespace) -> dict:
+    extra = {"flow": flow_settings(args)} if args.config == "flow" else {}
     return dict(
+        **extra,
         config=args.config or "rgb",
         data_dir=args.data_dir,
         folder=args.manual_dir,

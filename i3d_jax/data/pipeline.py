@@ -401,12 +401,31 @@ class SourceInfo:
     name: str = ""
 
 
+def _expected_flow(dataset_cfg: Any) -> dict:
+    """The flow settings a run expects of a flow dataset (`config.dataset.flow`; "" / 0: any)."""
+    expected = getattr(dataset_cfg, "flow", None)
+    return {
+        k: getattr(expected, k, None) or d
+        for k, d in (("solver", ""), ("preset", ""), ("bound", 0.0))
+    }
+
+
+def _flow_to_build(expected: dict):
+    """`flow_build.FlowSettings` for a flow dataset that is built by this run (what it expects)."""
+    from i3d_jax.data import flow_build
+
+    given = {k: v for k, v in expected.items() if v}
+    return flow_build.FlowSettings(**given)
+
+
 def load_source(dataset_cfg: Any, split: str, build: bool = True) -> tuple[Any, SourceInfo]:
     """The random-access source of `split` for a config's `dataset` block, and its label names.
 
     `synthetic_motion` is built with TFDS under `data_dir` if missing (or generated in memory with
     `in_memory=True`); `video_folder` uses `i3d_jax.data.video_folder`; any other name is opened with
     `tfds.data_source`. Frames are read still encoded (decoded per clip by the pipeline).
+    A flow dataset whose recorded flow settings differ from `dataset_cfg.flow` (solver, preset,
+    bound; "" / 0 accepts any) raises `flow_build.FlowSettingsMismatchError` naming both.
     """
     import tensorflow_datasets as tfds
 
@@ -436,6 +455,8 @@ def load_source(dataset_cfg: Any, split: str, build: bool = True) -> tuple[Any, 
         kwargs = {"config": cfg_name} if cfg_name else {}
         if getattr(dataset_cfg, "folder", ""):
             kwargs["folder"] = dataset_cfg.folder
+        if cfg_name == FLOW and any(_expected_flow(dataset_cfg).values()):
+            kwargs["flow"] = _flow_to_build(_expected_flow(dataset_cfg))  # if built here
         builder = video_folder.VideoFolder(data_dir=data_dir, **kwargs)
     else:
         builder = tfds.builder(name, config=cfg_name, data_dir=data_dir)
@@ -443,8 +464,16 @@ def load_source(dataset_cfg: Any, split: str, build: bool = True) -> tuple[Any, 
         builder.download_and_prepare(
             download_config=tfds.download.DownloadConfig(),
         )
-    src = builder.as_data_source(split, deserialize_method=schema.RAW_DESERIALIZE)
     meta = builder.info.metadata or {}
+    if meta.get(schema.MODALITY_KEY) == FLOW or schema.FLOW_SCALE_KEY in meta:
+        from i3d_jax.data import flow_build  # jax: only for flow datasets
+
+        flow_build.check_expected(
+            meta.get(flow_build.METADATA_KEY),
+            **_expected_flow(dataset_cfg),
+            where=f"the flow dataset {name}/{cfg_name or ''} in {builder.data_dir}",
+        )
+    src = builder.as_data_source(split, deserialize_method=schema.RAW_DESERIALIZE)
     info = SourceInfo(
         tuple(builder.info.features[schema.LABEL].names),
         float(meta.get(schema.FLOW_SCALE_KEY, preprocess.FLOW_BOUND)),
