@@ -44,6 +44,8 @@ def main(argv):
     except (TrainingError, FileNotFoundError, ValueError) as e:
         sys.exit(f"error: {e}")
     print(evaluation.format_summary(results))
+    if results.get("streams"):
+        print(evaluate.format_streams(results))
 
 
 if __name__ == "__main__":

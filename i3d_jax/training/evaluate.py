@@ -20,6 +20,8 @@ from i3d_jax.training import checkpoints, evaluation, features, video
 from i3d_jax.training.config import load_config_file, validate_config
 from i3d_jax.weights import load_pretrained
 
+FUSED = "fused"  # the fusion's entry in results["streams"], beside each stream's modality
+
 
 def load_variables(
     config: ml_collections.ConfigDict,
@@ -81,9 +83,11 @@ def evaluate(
     workdir: str | os.PathLike,
     checkpoint: str | None = None,
     out: str | None = None,
+    fuse_config: ml_collections.ConfigDict | None = None,
 ) -> dict:
     """Evaluates `checkpoint` (default: `workdir`), optionally fused with a second stream
-    (`config.eval.fuse_with` + `config.eval.fuse_config`); writes results.json and reports."""
+    (`config.eval.fuse_with` + `config.eval.fuse_config`, or the config itself as `fuse_config`);
+    writes results.json (with `streams`: each stream and the fusion side by side) and reports."""
     validate_config(config)
     mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp)
     if config.get("task", "video") == "features":
@@ -91,7 +95,11 @@ def evaluate(
     else:
         preds, results, where = evaluate_stream(config, checkpoint or workdir, mesh)
     if config.eval.fuse_with:
-        other_cfg = load_config_file(config.eval.fuse_config) if config.eval.fuse_config else config
+        other_cfg = fuse_config
+        if other_cfg is None:
+            other_cfg = (
+                load_config_file(config.eval.fuse_config) if config.eval.fuse_config else config
+            )
         validate_config(other_cfg)
         other, other_res, other_where = evaluate_stream(other_cfg, config.eval.fuse_with, mesh)
         weights = tuple(config.eval.fusion_weights)
@@ -103,6 +111,7 @@ def evaluate(
         results["streams"] = {
             config.modality: evaluation.scalar_results(results),
             other_name: evaluation.scalar_results(other_res),
+            FUSED: evaluation.scalar_results(fused_res),
         }
         results.update(
             {k: v for k, v in fused_res.items() if k != "num_videos"},
@@ -117,3 +126,18 @@ def evaluate(
         evaluation.write_results(out_path, results)
         evaluation.write_reports(out_path.parent, results)
     return results
+
+
+def format_streams(results: dict) -> str:
+    """results["streams"] (each stream and the fusion) as a small table; "" without fusion."""
+    streams = results.get("streams")
+    if not streams:
+        return ""
+    cols = ("clip_top1", "video_top1", "video_top5")
+    lines = [f"{'stream':8s}" + "".join(f"{c.replace('_top', ' top-'):>13s}" for c in cols)]
+    for name, res in streams.items():
+        cells = (
+            f"{100 * res[c]:12.2f}%" if res.get(c) is not None else f"{'-':>13s}" for c in cols
+        )
+        lines.append(f"{name:8s}" + "".join(cells))
+    return "\n".join(lines)
