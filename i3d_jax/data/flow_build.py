@@ -32,15 +32,25 @@ from i3d_jax import flow, preprocess
 METADATA_KEY = "flow_settings"  # dataset metadata: FlowSettings.as_metadata()
 SOLVERS = ("jax", "opencv")
 QUANTIZATION = "uint8 = round(clip(flow_px, -bound, bound) * 127 / bound) + 128"
+_CPU_BATCH_PIXELS = 16384  # pixels per batch on CPU (`default_batch_pairs`)
 _MAX_PENDING_VIDEOS = 16  # videos held while the first waits for a full batch of its size
 
 
-def default_batch_pairs() -> int:
-    """Frame pairs per device batch: 1 on CPU (vmapped batches were not faster per pair there), 16
-    on an accelerator."""
+def default_batch_pairs(height: int, width: int, backend: str | None = None) -> int:
+    """Frame pairs per device batch for frames of `height x width` (`batch_pairs=None`).
+
+    CPU: about 16k pixels a batch (16 pairs of 32x32, 1 pair from about 128x128 up): on the 2-core
+    CPU a batch of 4 pairs of 32x32 ran 2.9x faster per pair than single pairs, at 112x112 they
+    were even, and at 224x224 single pairs were 1.6x faster (BENCHMARKS.md, "Flow dataset
+    builds"). Accelerators: 16 pairs at 224x224 and more for smaller frames (the same pixels), up
+    to 256.
+    """
     import jax
 
-    return 1 if jax.default_backend() == "cpu" else 16
+    pixels = max(height * width, 1)
+    if (backend or jax.default_backend()) == "cpu":
+        return int(np.clip(_CPU_BATCH_PIXELS // pixels, 1, 16))
+    return int(np.clip(16 * 224 * 224 // pixels, 16, 256))
 
 
 def _preset_params(preset: str | flow.TVL1Params) -> flow.TVL1Params:
@@ -56,13 +66,13 @@ def _preset_params(preset: str | flow.TVL1Params) -> flow.TVL1Params:
 
 @dataclasses.dataclass(frozen=True)
 class FlowSettings:
-    """How a flow dataset's flow is made. `batch_pairs` changes speed only, not the flow, so it is
-    neither compared nor recorded."""
+    """How a flow dataset's flow is made. `batch_pairs` (None: `default_batch_pairs` per frame
+    size) changes speed only, not the flow, so it is neither compared nor recorded."""
 
     solver: str = "jax"  # "jax" (any JAX device) | "opencv" (the reference, CPU)
     preset: str | flow.TVL1Params = "default"  # a key of flow.PRESETS, or the parameters
     bound: float = preprocess.FLOW_BOUND  # quantisation bound in pixels (dataset `flow_scale`)
-    batch_pairs: int = dataclasses.field(default_factory=default_batch_pairs, compare=False)
+    batch_pairs: int | None = dataclasses.field(default=None, compare=False)
 
     def __post_init__(self):
         if self.solver not in SOLVERS:
@@ -70,7 +80,7 @@ class FlowSettings:
         _preset_params(self.preset)
         if not self.bound > 0:
             raise ValueError(f"flow bound must be > 0 pixels, got {self.bound}")
-        if int(self.batch_pairs) < 1:
+        if self.batch_pairs is not None and int(self.batch_pairs) < 1:
             raise ValueError(f"batch_pairs must be >= 1, got {self.batch_pairs}")
 
     @property
@@ -251,31 +261,38 @@ class _JaxBatcher:
 
     def __init__(self, settings: FlowSettings, finished, bar):
         self.settings = settings
-        self.batch = int(settings.batch_pairs)
+        self.batches: dict[tuple[int, int], int] = {}  # pairs per batch, per frame size
         self.queues: dict[tuple[int, int], list[tuple[_Job, int]]] = {}
         self.inflight: collections.deque = collections.deque()
         self.finished = finished  # called with each job whose last pair is stored
         self.bar = bar
 
     def add(self, job: _Job) -> None:
-        h, w = job.out.shape[1:3]
-        queue = self.queues.setdefault((h, w), [])
+        size = job.out.shape[1:3]
+        queue = self.queues.setdefault(size, [])
         queue.extend((job, t) for t in range(job.remaining))
-        while len(queue) >= self.batch:
-            self._dispatch(queue[: self.batch])
-            del queue[: self.batch]
+        batch = self._batch(size)
+        while len(queue) >= batch:
+            self._dispatch(queue[:batch], batch)
+            del queue[:batch]
+
+    def _batch(self, size: tuple[int, int]) -> int:
+        if size not in self.batches:
+            given = self.settings.batch_pairs
+            self.batches[size] = int(given) if given else default_batch_pairs(*size)
+        return self.batches[size]
 
     def flush(self, size: tuple[int, int] | None = None) -> None:
         """Solves every queued pair (of one frame size, or all), padding the last batches."""
         for key in [size] if size is not None else list(self.queues):
-            queue = self.queues.pop(key, [])
-            for start in range(0, len(queue), self.batch):
-                self._dispatch(queue[start : start + self.batch])
+            queue, batch = self.queues.pop(key, []), self._batch(key)
+            for start in range(0, len(queue), batch):
+                self._dispatch(queue[start : start + batch], batch)
         while self.inflight:
             self._collect()
 
-    def _dispatch(self, items: list[tuple[_Job, int]]) -> None:
-        padded = items + [items[-1]] * (self.batch - len(items))
+    def _dispatch(self, items: list[tuple[_Job, int]], batch: int) -> None:
+        padded = items + [items[-1]] * (batch - len(items))
         i0 = np.stack([job.gray[t] for job, t in padded])
         i1 = np.stack([job.gray[t + 1] for job, t in padded])
         self.inflight.append((items, flow.tvl1_batch(i0, i1, self.settings.params)))
