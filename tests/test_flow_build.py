@@ -144,9 +144,9 @@ def test_settings_metadata_and_fingerprint():
         FlowSettings(preset="slow")
     with pytest.raises(ValueError, match="batch_pairs must be >= 1"):
         FlowSettings(batch_pairs=0)
-    # batch_pairs=None: by frame size (about 16k pixels a batch on CPU; more on accelerators).
+    # batch_pairs=None: 1 on CPU; on accelerators by frame size (about 16 x 224^2 pixels).
     sizes = [(32, 32), (64, 64), (112, 112), (256, 340)]
-    assert [flow_build.default_batch_pairs(h, w, "cpu") for h, w in sizes] == [16, 4, 1, 1]
+    assert [flow_build.default_batch_pairs(h, w, "cpu") for h, w in sizes] == [1, 1, 1, 1]
     assert [flow_build.default_batch_pairs(h, w, "gpu") for h, w in sizes] == [256, 196, 64, 16]
 
 

@@ -15,7 +15,7 @@ TensorFlow, see :mod:`i3d_jax.data.catalog`). Examples::
 The ``flow`` config computes TV-L1 (:mod:`i3d_jax.data.flow_build`): ``--flow_solver jax`` (default)
 batches frame pairs across videos on the default JAX device (GPU when present), ``opencv`` runs
 OpenCV's reference on the CPU; ``--flow_preset`` names the TV-L1 parameters (`i3d_jax.flow.PRESETS`),
-``--flow_batch`` the pairs per device batch (default: by frame size, `flow_build.default_batch_pairs`),
+``--flow_batch`` the pairs per device batch (default `flow_build.default_batch_pairs`: 1 on CPU),
 ``--flow_bound`` the quantisation bound in pixels. A bar shows frame pairs per second; finished
 videos are cached, so a build stopped midway and run again computes only the rest.
 
@@ -87,7 +87,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument(
         "--flow_preset", choices=sorted(flow.PRESETS), help="TV-L1 parameters (default: default)"
     )
-    g.add_argument("--flow_batch", type=int, help="frame pairs per batch (default: by frame size)")
+    g.add_argument(
+        "--flow_batch",
+        type=int,
+        help="frame pairs per batch (default: 1 on CPU, by frame size on GPU)",
+    )
     g.add_argument("--flow_bound", type=float, help="quantisation bound in pixels (default 20)")
     g = p.add_argument_group("synthetic_motion (override the config's fields)")
     g.add_argument("--num_classes", type=int)

@@ -32,25 +32,22 @@ from i3d_jax import flow, preprocess
 METADATA_KEY = "flow_settings"  # dataset metadata: FlowSettings.as_metadata()
 SOLVERS = ("jax", "opencv")
 QUANTIZATION = "uint8 = round(clip(flow_px, -bound, bound) * 127 / bound) + 128"
-_CPU_BATCH_PIXELS = 16384  # pixels per batch on CPU (`default_batch_pairs`)
 _MAX_PENDING_VIDEOS = 16  # videos held while the first waits for a full batch of its size
 
 
 def default_batch_pairs(height: int, width: int, backend: str | None = None) -> int:
     """Frame pairs per device batch for frames of `height x width` (`batch_pairs=None`).
 
-    CPU: about 16k pixels a batch (16 pairs of 32x32, 1 pair from about 128x128 up): on the 2-core
-    CPU a batch of 4 pairs of 32x32 ran 2.9x faster per pair than single pairs, at 112x112 they
-    were even, and at 224x224 single pairs were 1.6x faster (BENCHMARKS.md, "Flow dataset
-    builds"). Accelerators: 16 pairs at 224x224 and more for smaller frames (the same pixels), up
-    to 256.
+    CPU: 1. On the 2-core CPU, batches of 4 or 16 pairs were not faster per pair than single
+    pairs at 32x32 to 224x224 (slower at 32x32: a batched solver iterates until its slowest pair
+    converges); BENCHMARKS.md, "Flow dataset builds". Accelerators: 16 pairs at 224x224 and more
+    for smaller frames (about the same pixels a batch), up to 256 (not tuned).
     """
     import jax
 
-    pixels = max(height * width, 1)
     if (backend or jax.default_backend()) == "cpu":
-        return int(np.clip(_CPU_BATCH_PIXELS // pixels, 1, 16))
-    return int(np.clip(16 * 224 * 224 // pixels, 16, 256))
+        return 1
+    return int(np.clip(16 * 224 * 224 // max(height * width, 1), 16, 256))
 
 
 def _preset_params(preset: str | flow.TVL1Params) -> flow.TVL1Params:
