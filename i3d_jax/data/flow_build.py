@@ -32,7 +32,9 @@ from i3d_jax import flow, preprocess
 METADATA_KEY = "flow_settings"  # dataset metadata: FlowSettings.as_metadata()
 SOLVERS = ("jax", "opencv")
 QUANTIZATION = "uint8 = round(clip(flow_px, -bound, bound) * 127 / bound) + 128"
-_MAX_PENDING_VIDEOS = 16  # videos held while the first waits for a full batch of its size
+# Held while the first video waits for a full batch of its frame size; beyond, its size is flushed.
+_MAX_PENDING_VIDEOS = 16
+_MAX_PENDING_PAIRS = 1024
 
 
 def default_batch_pairs(height: int, width: int, backend: str | None = None) -> int:
@@ -381,7 +383,10 @@ def flow_videos(
                 batcher.add(job)
             pending.append(job)
             yield from ready()
-            if batcher is not None and len(pending) > _MAX_PENDING_VIDEOS:
+            held = sum(len(j.out) for j in pending if j.remaining)
+            if batcher is not None and (
+                len(pending) > _MAX_PENDING_VIDEOS or held > _MAX_PENDING_PAIRS
+            ):
                 batcher.flush(pending[0].out.shape[1:3])
                 yield from ready()
         if batcher is not None:
