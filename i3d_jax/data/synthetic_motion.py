@@ -40,6 +40,11 @@ chance:
   half alone has the same distribution in both classes; only a view spanning both halves and the gap
   (about ``gap`` + 4 frames) tells them apart: built to detect a too short temporal receptive field.
 
+Two builder configs make the long-range task of the temporal heads (:mod:`i3d_jax.data.synthetic_long`
+documents them): ``long_range`` (224-frame videos of two motion events at least 112 still frames
+apart, more than I3D's receptive field; class = the ordered pair of kinds) and
+``long_range_events`` (24-frame clips of one event, labelled by its kind, to train the network).
+
 Use it through TFDS (no TensorFlow needed)::
 
     from i3d_jax.data.synthetic_motion import SyntheticMotion
@@ -57,7 +62,7 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
-from i3d_jax.data import schema
+from i3d_jax.data import schema, synthetic_long
 
 CLASS_NAMES = (
     "right",
@@ -73,7 +78,7 @@ FAST_SMALL_NAMES = tuple(
     f"{d}_{v}" for d in ("right", "left", "down", "up") for v in ("slow", "fast")
 )
 REVERSE_NAMES = ("one_way", "reverse")
-TASKS = ("motion", "fast_small", "reverse")
+TASKS = ("motion", "fast_small", "reverse") + synthetic_long.TASKS
 _AXES = ((1.0, 0.0), (-1.0, 0.0), (0.0, 1.0), (0.0, -1.0))
 # Unit motion per class: (dx, dy, dtheta) with dtheta in units of the rotation speed. Image y points
 # down, so a clockwise rotation on screen increases the angle measured from +x towards +y.
@@ -108,7 +113,9 @@ class SyntheticMotionConfig(tfds.core.BuilderConfig):
       task: "motion" (the shapes above), "fast_small" or "reverse" (see the module docstring).
       speeds: fast_small: the slow and fast speeds in pixels per frame at ``size=32``.
       radius: fast_small and reverse: the disc's radius in pixels at ``size=32``.
-      gap: reverse: frames the disc is hidden around the middle.
+      gap: reverse: frames the disc is hidden around the middle; long_range: the fewest still
+        frames between the two events.
+      event_frames: long_range(_events): frames of each motion event.
     """
 
     num_classes: int = 6
@@ -124,6 +131,7 @@ class SyntheticMotionConfig(tfds.core.BuilderConfig):
     speeds: tuple[float, float] = (1.0, 4.0)
     radius: float = 1.5
     gap: int = 8
+    event_frames: int = 16
 
 
 def render_video(
@@ -195,7 +203,9 @@ def generate_dataset(
 
 def class_names(config: SyntheticMotionConfig) -> tuple[str, ...]:
     """The label names of a config (its task's table, first `num_classes` of them)."""
-    table = {"fast_small": FAST_SMALL_NAMES, "reverse": REVERSE_NAMES}.get(config.task, CLASS_NAMES)
+    table = {"fast_small": FAST_SMALL_NAMES, "reverse": REVERSE_NAMES, **synthetic_long.NAMES}.get(
+        config.task, CLASS_NAMES
+    )
     return table[: config.num_classes]
 
 
@@ -245,6 +255,10 @@ def render_reverse(rng: np.random.Generator, label: int, config: SyntheticMotion
 
 
 def _render_from_config(config: SyntheticMotionConfig, split: str, index: int, label: int):
+    if config.task in synthetic_long.TASKS:
+        return synthetic_long.render_from_config(
+            example_rng(config.seed, split, index), label, config
+        )
     if config.task != "motion":
         render = render_fast_small if config.task == "fast_small" else render_reverse
         return render(example_rng(config.seed, split, index), label, config)
@@ -265,6 +279,8 @@ def _config_dict(config: SyntheticMotionConfig) -> dict:
     if config.task != "motion":  # the motion task's metadata stays as it was
         out.update(task=config.task, speeds=list(config.speeds), radius=config.radius)
         out["gap"] = config.gap
+    if config.task in synthetic_long.TASKS:
+        out["event_frames"] = config.event_frames
     return out
 
 
@@ -282,6 +298,8 @@ def _check_config(config: SyntheticMotionConfig) -> None:
             f"synthetic_motion: reverse needs 0 < gap <= num_frames - 8, got gap={config.gap}, "
             f"num_frames={config.num_frames}"
         )
+    if config.task == "long_range":
+        synthetic_long.check_long(config.num_frames, config.event_frames, config.gap)
     if config.num_frames < 2 or config.size < 8:
         raise ValueError(
             "synthetic_motion: need num_frames >= 2 and size >= 8, "
@@ -333,6 +351,31 @@ class SyntheticMotion(schema.VideoDatasetBuilder):
             task="reverse",
             num_classes=2,
             num_frames=36,
+            radius=2.5,
+        ),
+        SyntheticMotionConfig(
+            name="long_range",
+            description="Two motion events >= 112 frames apart, class = their ordered kinds; "
+            "224 frames of 32x32 (i3d_jax.data.synthetic_long).",
+            task="long_range",
+            num_classes=6,
+            num_frames=224,
+            num_train=600,
+            num_validation=120,
+            speed=1.5,
+            radius=2.5,
+            gap=112,
+        ),
+        SyntheticMotionConfig(
+            name="long_range_events",
+            description="One motion event (or none) per 24-frame clip of 32x32, labelled by kind: "
+            "the network of the long_range recipe is trained on these.",
+            task="long_range_events",
+            num_classes=4,
+            num_frames=24,
+            num_train=800,
+            num_validation=200,
+            speed=1.5,
             radius=2.5,
         ),
     ]
