@@ -45,6 +45,12 @@ documents them): ``long_range`` (224-frame videos of two motion events at least 
 apart, more than I3D's receptive field; class = the ordered pair of kinds) and
 ``long_range_events`` (24-frame clips of one event, labelled by its kind, to train the network).
 
+Two builder configs make the two-stream task (:mod:`i3d_jax.data.synthetic_camouflage`
+documents it): ``camouflage`` (RGB) and ``camouflage_flow`` (its TV-L1 flow, PNG, with
+``flow_scale`` and the flow settings in the metadata), 8 classes = tint (warm/cool, seen in any
+single RGB frame, absent from the luma the flow is computed on) x direction of a disc camouflaged
+in a texture (no single frame shows it; the flow does). ``modality="flow"`` builds any task's flow.
+
 Use it through TFDS (no TensorFlow needed)::
 
     from i3d_jax.data.synthetic_motion import SyntheticMotion
@@ -62,7 +68,7 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
-from i3d_jax.data import schema, synthetic_long
+from i3d_jax.data import schema, synthetic_camouflage, synthetic_long
 
 CLASS_NAMES = (
     "right",
@@ -78,7 +84,8 @@ FAST_SMALL_NAMES = tuple(
     f"{d}_{v}" for d in ("right", "left", "down", "up") for v in ("slow", "fast")
 )
 REVERSE_NAMES = ("one_way", "reverse")
-TASKS = ("motion", "fast_small", "reverse") + synthetic_long.TASKS
+TASKS = ("motion", "fast_small", "reverse") + synthetic_long.TASKS + ("camouflage",)
+MODALITIES = ("rgb", "flow")
 _AXES = ((1.0, 0.0), (-1.0, 0.0), (0.0, 1.0), (0.0, -1.0))
 # Unit motion per class: (dx, dy, dtheta) with dtheta in units of the rotation speed. Image y points
 # down, so a clockwise rotation on screen increases the angle measured from +x towards +y.
@@ -116,6 +123,8 @@ class SyntheticMotionConfig(tfds.core.BuilderConfig):
       gap: reverse: frames the disc is hidden around the middle; long_range: the fewest still
         frames between the two events.
       event_frames: long_range(_events): frames of each motion event.
+      modality: "rgb" (JPEG frames) or "flow" (TV-L1 flow of the same videos, quantised, PNG).
+      flow_preset: flow: the `i3d_jax.flow.PRESETS` parameters the JAX TV-L1 runs with.
     """
 
     num_classes: int = 6
@@ -132,6 +141,8 @@ class SyntheticMotionConfig(tfds.core.BuilderConfig):
     radius: float = 1.5
     gap: int = 8
     event_frames: int = 16
+    modality: str = "rgb"
+    flow_preset: str = "default"
 
 
 def render_video(
@@ -192,6 +203,11 @@ def generate_dataset(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Videos of a split in memory: uint8 `[N, T, size, size, 3]` and int32 labels `[N]`."""
     _check_config(config)
+    if config.modality != "rgb":
+        raise ValueError(
+            f"synthetic_motion: {config.name!r} is a {config.modality} config; in memory only RGB "
+            "videos are generated (build it with TFDS, dataset.in_memory=False)"
+        )
     if num is None:
         num = config.num_train if split == "train" else config.num_validation
     videos = np.empty((num, config.num_frames, config.size, config.size, 3), np.uint8)
@@ -206,6 +222,7 @@ def class_names(config: SyntheticMotionConfig) -> tuple[str, ...]:
     table = {"fast_small": FAST_SMALL_NAMES, "reverse": REVERSE_NAMES, **synthetic_long.NAMES}.get(
         config.task, CLASS_NAMES
     )
+    table = synthetic_camouflage.CLASS_NAMES if config.task == "camouflage" else table
     return table[: config.num_classes]
 
 
@@ -255,6 +272,12 @@ def render_reverse(rng: np.random.Generator, label: int, config: SyntheticMotion
 
 
 def _render_from_config(config: SyntheticMotionConfig, split: str, index: int, label: int):
+    if config.task == "camouflage":
+        return synthetic_camouflage.render_camouflage(
+            example_rng(config.seed, split, index),
+            label,
+            **{k: getattr(config, k) for k in ("num_frames", "size", "speed", "radius", "noise")},
+        )
     if config.task in synthetic_long.TASKS:
         return synthetic_long.render_from_config(
             example_rng(config.seed, split, index), label, config
@@ -281,6 +304,8 @@ def _config_dict(config: SyntheticMotionConfig) -> dict:
         out["gap"] = config.gap
     if config.task in synthetic_long.TASKS:
         out["event_frames"] = config.event_frames
+    if config.modality != "rgb":  # rgb configs' metadata stays as it was
+        out.update(modality=config.modality, flow_preset=config.flow_preset)
     return out
 
 
@@ -298,6 +323,12 @@ def _check_config(config: SyntheticMotionConfig) -> None:
             f"synthetic_motion: reverse needs 0 < gap <= num_frames - 8, got gap={config.gap}, "
             f"num_frames={config.num_frames}"
         )
+    if config.modality not in MODALITIES:
+        raise ValueError(
+            f"synthetic_motion: modality must be one of {MODALITIES}, got {config.modality!r}"
+        )
+    if config.modality == "flow":
+        synthetic_camouflage.flow_settings(config.flow_preset)  # a known preset
     if config.task == "long_range":
         synthetic_long.check_long(config.num_frames, config.event_frames, config.gap)
     if config.num_frames < 2 or config.size < 8:
@@ -378,6 +409,24 @@ class SyntheticMotion(schema.VideoDatasetBuilder):
             speed=1.5,
             radius=2.5,
         ),
+        *(
+            SyntheticMotionConfig(
+                name=f"camouflage{suffix}",
+                description="Two-stream task: tint (RGB sees it) x direction of a camouflaged disc "
+                f"(flow sees it), 8 classes, 16 frames of 32x32{what}"
+                " (i3d_jax.data.synthetic_camouflage).",
+                task="camouflage",
+                num_classes=8,
+                radius=7.0,
+                noise=4.0,
+                modality=modality,
+                flow_preset="fast",
+            )
+            for suffix, what, modality in (
+                ("", "", "rgb"),
+                ("_flow", ", as TV-L1 flow (JAX, 'fast' preset)", "flow"),
+            )
+        ),
     ]
     DEFAULT_CONFIG_NAME = "default"
 
@@ -387,10 +436,11 @@ class SyntheticMotion(schema.VideoDatasetBuilder):
         return tfds.core.DatasetInfo(
             builder=self,
             description=__doc__.split("\n\n")[0],
-            features=schema.video_features(class_names(config)),
+            features=schema.video_features(class_names(config), flow=config.modality == "flow"),
             supervised_keys=(schema.VIDEO, schema.LABEL),
             metadata=tfds.core.MetadataDict(
-                {schema.MODALITY_KEY: "rgb", "config": _config_dict(config)}
+                {schema.MODALITY_KEY: config.modality, "config": _config_dict(config)}
+                | synthetic_camouflage.flow_metadata(config.modality, config.flow_preset)
             ),
         )
 
@@ -403,18 +453,26 @@ class SyntheticMotion(schema.VideoDatasetBuilder):
 
     def _generate_examples(self, split: str, num: int):
         config = self.builder_config
-        for i in self._bar(range(num), num, split):
-            label = i % config.num_classes
-            frames = _render_from_config(config, split, i, label)
+        labels = [i % config.num_classes for i in range(num)]
+        videos = (_render_from_config(config, split, i, labels[i]) for i in range(num))
+        if config.modality == "flow":
+            videos = synthetic_camouflage.quantized_flow(videos, preset=config.flow_preset)
+        for i, frames in enumerate(self._bar(videos, num, split)):
+            label = labels[i]
+            encoded = (
+                schema.encode_flow_frames(frames)
+                if config.modality == "flow"
+                else schema.encode_jpeg_frames(frames, quality=95, subsampling=0)
+            )
             yield (
                 i,
                 {
-                    schema.VIDEO: schema.encode_jpeg_frames(frames, quality=95, subsampling=0),
+                    schema.VIDEO: encoded,
                     schema.LABEL: label,
                     schema.VIDEO_ID: f"{split}_{i:06d}",
                     schema.PATH: "",
                     schema.FPS: np.float32(25.0),
-                    schema.NUM_FRAMES: np.int32(config.num_frames),
+                    schema.NUM_FRAMES: np.int32(len(encoded)),
                     schema.HEIGHT: np.int32(config.size),
                     schema.WIDTH: np.int32(config.size),
                 },
