@@ -121,7 +121,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
     data_dir = args.data_dir or str(pathlib.Path(args.workdir) / "data")
     base = load_config(args.rgb_config)
     fixed = tuple(parse_assignment(f, base, False) for f in args.set)
-    plan = Plan(args.rgb_config, args.flow_config, fixed, data_dir, weights)
+    paths = (str(pathlib.Path(p).resolve()) for p in (args.rgb_config, args.flow_config))
+    plan = Plan(*paths, fixed, data_dir, weights)  # a file named two ways is one setting
     rgb, flow = plan.config("rgb", 0), plan.config("flow", 0)
     for name, config, modality in (("--rgb_config", rgb, "rgb"), ("--flow_config", flow, "flow")):
         validate_config(config)

@@ -5,6 +5,7 @@ stand-ins here (`two_stream.Stages`): the real ones take minutes; they are the t
 `train_and_evaluate` and `evaluate.evaluate`."""
 
 import json
+import os
 import pathlib
 
 import pytest
@@ -96,8 +97,9 @@ def test_two_stream_runs_seeds_resumes_and_says_finished(tmp_path, capsys):
     assert set(summary["seconds"]) == {"build", "seed_0", "seed_1"}
     assert set(summary["seconds"]["seed_1"]) == {"train_rgb", "train_flow", "fuse"}
 
-    calls.clear()  # the same command again: nothing runs, the summary is printed
-    assert two_stream.main(argv, _fake_stages(calls)) == 0
+    calls.clear()  # the same command again (a config named another way): nothing runs
+    rel = pathlib.Path(os.path.relpath(CONFIGS / "rgb.py"))
+    assert two_stream.main([*argv, "--rgb_config", str(rel)], _fake_stages(calls)) == 0
     assert calls == []
     again = capsys.readouterr().out.splitlines()
     assert again[0].startswith("already finished: 2 seed(s)") and again[-1] == out[-1]
