@@ -251,7 +251,8 @@ def main(argv=None) -> int:
         (logits, _), new = net.apply(v, clip, train=True, mutable=["batch_stats"])
         return logits, new["batch_stats"]
 
-    compiled = make_step(train_apply, tx).lower(state, x, y).compile()
+    options = net.graph.compiler_options(train=True) or None  # e.g. XLA:CPU's conv library
+    compiled = make_step(train_apply, tx).lower(state, x, y).compile(compiler_options=options)
     instructions, computations = parse_hlo(compiled.as_text())
     for _ in range(args.warmup):
         state = compiled(state, x, y)
@@ -276,6 +277,7 @@ def main(argv=None) -> int:
                 "jax": jax.__version__,
                 "preset": args.preset,
                 "graph": graph_name,
+                "compiler_options": options or {},
                 "batch": args.batch,
                 "shape": [args.frames, args.size, args.size, 3],
                 "dtype": args.dtype,

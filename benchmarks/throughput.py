@@ -146,25 +146,30 @@ def train_state(variables, tx):
     return variables["params"], variables["batch_stats"], tx.init(variables["params"])
 
 
-def measure_flax(args, label, infer_apply, train_apply, variables, x, labels, rows, flops=None):
+def measure_flax(
+    args, label, infer_apply, train_apply, variables, x, labels, rows, flops=None, options=None
+):
     """Times `infer_apply(variables, clip) -> logits` and an SGD step over `train_apply`.
 
     `train_apply(variables, clip) -> (logits, new_batch_stats)` runs BatchNorm in training mode.
     `flops` (per mode) overrides the graph's own count: a rewritten graph (zero-padded kernels)
-    reports the plain model's useful FLOPs.
+    reports the plain model's useful FLOPs. `options` (per mode): XLA compiler options, as
+    `Graph.compiler_options` gives them.
     """
-    flops = flops or {}
+    flops, options = flops or {}, options or {}
     if "inference" in args.modes:
         inputs = (jnp.float32(0), variables["inference"], x)
         lowered = make_infer(infer_apply).lower(*inputs)
-        sec = timed(lowered.compile(), inputs, args.steps, args.warmup)
+        compiled = lowered.compile(compiler_options=options.get("inference") or None)
+        sec = timed(compiled, inputs, args.steps, args.warmup)
         count = flops.get("inference") or flops_of(lowered)
         rows.append({"mode": "inference", **row(label, sec, args.batch, count, args.peak_tflops)})
     if "train" in args.modes:
         tx = optax.sgd(0.1, momentum=0.9)
         state = train_state(variables["train"], tx)
         lowered = make_step(train_apply, tx).lower(state, x, labels)
-        sec = timed(lowered.compile(), (state, x, labels), args.steps, args.warmup)
+        compiled = lowered.compile(compiler_options=options.get("train") or None)
+        sec = timed(compiled, (state, x, labels), args.steps, args.warmup)
         count = flops.get("train") or flops_of(lowered)
         rows.append({"mode": "train", **row(label, sec, args.batch, count, args.peak_tflops)})
 
@@ -218,6 +223,7 @@ def bench_ours(args, variant: str, x, labels, rows, flops):
         labels,
         rows,
         flops,
+        {mode: net.graph.compiler_options(mode == "train") for mode in ("inference", "train")},
     )
 
 

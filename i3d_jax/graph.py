@@ -2,19 +2,29 @@
 
 A `Graph` names the ways of computing the same function (tested equal on random weights, gradients
 included): 3D convs as 2D convs over time taps, the first conv on space-to-depth blocks, the
-max-pool gradient, rematerialisation, and the folded inference form. `"auto"` picks the graph
-measured fastest on the backend (`FASTEST`, with the date and the device of each measurement);
+max-pool gradient, rematerialisation, the folded inference form, and which XLA:CPU library runs
+the convolutions (a compiler option: `Graph.compiler_options`, passed to `jax.jit`). `"auto"` picks
+the graph measured fastest on the backend (`FASTEST`, with the date and the device of each measurement);
 it is resolved when the model is constructed, never while tracing.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 
 TIME_TO_CHANNELS = ("none", "conv1", "all")
 POOLS = ("xla", "taps", "taps_train")
+CPU_CONVS = ("ynnpack", "eigen", "eigen_train")
+# XLA:CPU's default library fusions (jax 0.10.2) less INDIVIDUAL_CONVOLUTION: convolutions then run
+# on Eigen instead of YNNPACK; dots and reductions stay on YNNPACK.
+EIGEN_CONVS = {
+    "xla_cpu_experimental_ynn_fusion_type": (
+        "LIBRARY_FUSION_TYPE_REDUCE,LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"
+    )
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +40,10 @@ class Graph:
         there; same values, same ties), or "taps_train" ("taps" in training, where the gradient
         is taken, and "xla" in inference, where XLA's forward pool is faster on a GPU).
       remat: rematerialise each Inception block in the backward pass (long clips, less memory).
+      cpu_convs: which library XLA:CPU runs convolutions on, a compiler option of the jitted
+        program (see `compiler_options`): "ynnpack" (XLA's default), "eigen" (convolution weight
+        gradients measured about 1.8x faster on a 2-core x86 CPU), or "eigen_train" ("eigen" for
+        training steps only). No effect on other backends.
       fold_bn, fuse_1x1: the inference form made by `i3d_jax.deploy.to_inference`: BatchNorm
         folded into conv biases, each block's three input 1x1x1 convs run as one.
     """
@@ -40,6 +54,7 @@ class Graph:
     remat: bool = False
     fold_bn: bool = False
     fuse_1x1: bool = False
+    cpu_convs: str = "ynnpack"
 
     def __post_init__(self):
         if self.time_to_channels not in TIME_TO_CHANNELS:
@@ -49,11 +64,34 @@ class Graph:
             )
         if self.pool not in POOLS:
             raise ValueError(f"unknown pool {self.pool!r}; expected one of {POOLS}")
+        if self.cpu_convs not in CPU_CONVS:
+            raise ValueError(f"unknown cpu_convs {self.cpu_convs!r}; expected one of {CPU_CONVS}")
         if self.fuse_1x1 and not self.fold_bn:
             raise ValueError("fuse_1x1 needs fold_bn (the inference form)")
 
     def replace(self, **changes) -> Graph:
         return dataclasses.replace(self, **changes)
+
+    def compiler_options(self, train: bool, backend: str | None = None) -> dict[str, str]:
+        """XLA compiler options for a jitted program that runs this graph (`jax.jit(...,
+        compiler_options=...)`): a training step if `train`, else inference. Empty unless the
+        backend (default `jax.default_backend()`) is "cpu" and this XLA knows the options."""
+        wanted = self.cpu_convs == "eigen" or (self.cpu_convs == "eigen_train" and train)
+        if not wanted or (backend or jax.default_backend()) != "cpu":
+            return {}
+        return dict(EIGEN_CONVS) if _cpu_accepts(tuple(EIGEN_CONVS.items())) else {}
+
+
+@functools.cache
+def _cpu_accepts(options: tuple[tuple[str, str], ...]) -> bool:
+    """Whether this jaxlib's XLA:CPU compiles with `options` (flag names change between XLAs)."""
+    try:
+        jax.jit(lambda x: x + 1).lower(jax.ShapeDtypeStruct((2,), "float32")).compile(
+            compiler_options=dict(options)
+        )
+    except Exception:  # noqa: BLE001 - an unknown option or value: run with XLA's defaults
+        return False
+    return True
 
 
 NAMED = {
@@ -69,6 +107,9 @@ NAMED = {
     "t2c": Graph(time_to_channels="all"),
     "t2c_taps": Graph(time_to_channels="all", pool="taps"),
     "t2c_s2d_taps": Graph(time_to_channels="all", conv1_space_to_depth=True, pool="taps"),
+    # The same network as "t2c_taps"; XLA:CPU runs its convolutions on Eigen, not YNNPACK.
+    "t2c_taps_eigen": Graph(time_to_channels="all", pool="taps", cpu_convs="eigen"),
+    "t2c_taps_eigen_train": Graph(time_to_channels="all", pool="taps", cpu_convs="eigen_train"),
 }
 PORTABLE = NAMED["plain"]  # what exports carry: plain 3D convs and pools, any clip length
 
@@ -84,13 +125,16 @@ class Measurement:
 
 
 # The fastest measured graph per backend, for training and inference. Re-measure with
-# `benchmarks/gpu_suite.sh` / `benchmarks/throughput.py` and update with the date and device.
+# `benchmarks/gpu_suite.sh` / `benchmarks/throughput.py` (on a shared CPU, `benchmarks/interleaved.py`)
+# and update with the date and device.
 FASTEST = {
     "cpu": Measurement(
-        "t2c_taps",
-        "2026-11-26",
-        "2-core x86 CPU, jax 0.10.2",
-        "float32 1x16x224x224: inference 3.70 vs plain 1.20 clips/s, training 0.64 vs 0.31",
+        "t2c_taps_eigen",
+        "2026-11-27",
+        "2-core x86 CPU (AMD EPYC, AVX-512), jax 0.10.2, torch 2.13, load average 1.5",
+        "float32 1x16x224x224, benchmarks/interleaved.py, one process, medians of 7 interleaved "
+        "repeats: training 1.39 clips/s vs t2c_taps (YNNPACK convs) 1.06 and PyTorch eager 1.19; "
+        "inference 4.23 vs 4.00 and PyTorch 2.84",
     ),
     "gpu": Measurement(
         "t2c1_s2d_taps_train",
