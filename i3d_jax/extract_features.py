@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -60,7 +61,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from i3d_jax import clips, feature_presets, preprocess, schedules
+from i3d_jax import clips, feature_presets, graph, preprocess, schedules
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".gif", ".m4v", ".mpg", ".mpeg")
 CROPS = clips.CROP_SETS
@@ -167,7 +168,7 @@ def make_apply(model, endpoint: str, pooled: bool) -> Callable:
     """jit `(variables, x [B, T, H, W, C]) -> features [B, ...]` of `endpoint` (pooled: `[B, D]`)."""
     model = model.clone(final_endpoint="Logits" if endpoint == "Logits_per_time" else endpoint)
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=graph.jit_options(model, train=False))
     def apply(variables, x):
         _, endpoints = model.apply(variables, x)
         out = endpoints[endpoint]

@@ -30,6 +30,7 @@ of REAL and GENERATED is a directory of videos or an ``.npz`` holding uint8 ``[N
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -41,7 +42,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from i3d_jax import preprocess
+from i3d_jax import graph, preprocess
 from i3d_jax.fvd_clips import (
     RESIZES,
     SAMPLINGS,
@@ -187,7 +188,7 @@ def make_feature_fn(model, variables, endpoint: str = "Logits") -> FeatureFn:
     `model`'s `endpoint` (a non-logits endpoint is averaged over time and space)."""
     model = model.clone(final_endpoint=endpoint)
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=graph.jit_options(model, train=False))
     def features(batch):
         _, endpoints = model.apply(variables, batch)
         out = endpoints[endpoint]

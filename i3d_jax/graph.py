@@ -147,6 +147,14 @@ FASTEST = {
 }
 
 
+def jit_options(model, train: bool) -> dict[str, str] | None:
+    """`jax.jit(..., compiler_options=)` for a program that runs `model` (None: XLA's defaults).
+
+    A model without a `graph` (a temporal head, a test stand-in) gets XLA's defaults."""
+    graph = getattr(model, "graph", None)
+    return (graph.compiler_options(train) or None) if isinstance(graph, Graph) else None
+
+
 def resolve(graph: Graph | str = "auto", backend: str | None = None) -> Graph:
     """A `Graph` from a graph, a name in `NAMED`, or "auto" (the `FASTEST` on `backend`).
 

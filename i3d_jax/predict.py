@@ -31,6 +31,7 @@ status is 1 if any video failed.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -41,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from i3d_jax import clips, labels, predict_head, preprocess, schedules
+from i3d_jax import clips, graph, labels, predict_head, preprocess, schedules
 
 
 def read_labels(
@@ -81,7 +82,7 @@ class Classifier:
                 f"{self.model.schedule!r} can classify), got {chunk}"
             )
 
-        @jax.jit
+        @functools.partial(jax.jit, compiler_options=graph.jit_options(self.model, train=False))
         def per_time_logits(v, clip):
             return self.model.apply(v, clip)[1]["Logits_per_time"][0]
 

@@ -7,13 +7,21 @@ import pathlib
 import shutil
 import tempfile
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+# XLA:CPU at backend optimisation level 0: compiles take about half the time (the suite is mostly
+# compiles of tiny networks) and the full-size network runs about 1.5x slower, which its few tests
+# can afford. Test subprocesses inherit it (tests/test_train.py keeps it for its workers).
+os.environ.setdefault(
+    "XLA_FLAGS", "--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0"
+)
 # One XLA compilation cache per test session, empty at the start (nothing carries over between
-# runs): a program compiled again, by another test or a test's subprocess (they inherit the
-# environment), is loaded instead of recompiled. The tiny networks' steps recur across tests.
-_CACHE = tempfile.mkdtemp(prefix="i3d_jax_xla_cache_")
-atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
-os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
+# runs): a program compiled again, by another test, a test's subprocess or another pytest-xdist
+# worker (they all inherit this process's environment), is loaded instead of recompiled. The tiny
+# networks' steps recur across tests. The process that made it (pytest, or xdist's controller)
+# removes it at exit; workers find `I3D_TEST_XLA_CACHE` set and share it.
+if "I3D_TEST_XLA_CACHE" not in os.environ:
+    os.environ["I3D_TEST_XLA_CACHE"] = tempfile.mkdtemp(prefix="i3d_jax_xla_cache_")
+    atexit.register(shutil.rmtree, os.environ["I3D_TEST_XLA_CACHE"], ignore_errors=True)
+os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ["I3D_TEST_XLA_CACHE"]
 os.environ["I3D_TEST_CACHE_ALL"] = "1"  # tests/multihost_worker.py: cache every compile too
 
 import jax  # noqa: E402

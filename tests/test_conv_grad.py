@@ -135,3 +135,30 @@ def test_interleaved_benchmark_times_each_variant_with_its_options(capsys):
     with pytest.raises(SystemExit):
         interleaved.main([*argv.split(), "--variants", "t2c_fast"])
     assert "unknown variant 't2c_fast'" in capsys.readouterr().err
+
+
+def test_training_and_the_tools_compile_with_the_graphs_options(monkeypatch):
+    from i3d_jax import extract_features, model
+    from i3d_jax.training import loop, steps
+    from i3d_jax.weights.common import random_variables
+
+    assert graph.jit_options(model.tiny(graph="t2c_taps_eigen"), train=True) == graph.EIGEN_CONVS
+    assert graph.jit_options(model.tiny(graph="t2c_taps"), train=False) is None
+    assert graph.jit_options(object(), train=True) is None  # a model without a graph: defaults
+    # A tool's compiled network runs no convolution on YNNPACK with the default CPU graph.
+    net = model.tiny(graph="auto")
+    x = jnp.zeros((1, 16, 32, 32, 3))
+    apply = extract_features.make_apply(net, "Mixed_5c", pooled=True)
+    assert ynnpack_convolutions(apply.lower(random_variables(net), x).compile().as_text()) == 0
+    # The loop hands the options of its model's graph to the train step it compiles.
+    seen = []
+    monkeypatch.setattr(
+        graph, "jit_options", lambda m, train: {"model": type(m).__name__, "train": train}
+    )
+    monkeypatch.setattr(
+        steps, "make_train_step", lambda *a, **k: seen.append(k["compiler_options"])
+    )
+    from multihost_worker import micro_config
+
+    loop.setup(micro_config())
+    assert seen == [{"model": "Micro", "train": True}]

@@ -165,7 +165,7 @@ def test_folded_and_fused_inference_same_logits(plain, fuse):
 def test_auto_resolves_per_backend_from_the_measurement_table(plain):
     assert (
         graph.resolve("auto", "cpu")
-        == graph.NAMED["t2c_taps"]
+        == graph.NAMED["t2c_taps_eigen"]
         == graph.NAMED[graph.FASTEST["cpu"].graph]
     )
     assert (
@@ -180,7 +180,7 @@ def test_auto_resolves_per_backend_from_the_measurement_table(plain):
     net, variables, x = plain
     auto = net.clone(graph="auto")
     assert jax.default_backend() == "cpu"
-    assert auto.graph == model.InceptionI3d().graph == graph.NAMED["t2c_taps"]
+    assert auto.graph == model.InceptionI3d().graph == graph.NAMED["t2c_taps_eigen"]
     assert first_conv_input_shape(auto, variables, x) == (2 * 8, 40, 36, 21)
 
 

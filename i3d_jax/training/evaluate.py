@@ -14,7 +14,7 @@ import jax
 import ml_collections
 from jax.sharding import Mesh
 
-from i3d_jax import sharding
+from i3d_jax import graph, sharding
 from i3d_jax.data import pipeline
 from i3d_jax.training import checkpoints, evaluation, features, video
 from i3d_jax.training.config import load_config_file, validate_config
@@ -54,7 +54,10 @@ def evaluate_stream(
     task = video.VideoClassification()
     model = task.build_model(config)
     variables, where = load_variables(config, checkpoint, model, mesh, task)
-    preds = video.predict(config, task.forward(config, model), variables, source, info, mesh)
+    preds = video.predict(
+        config, task.forward(config, model), variables, source, info, mesh,
+        compiler_options=graph.jit_options(model, train=False),
+    )  # fmt: skip
     summary = evaluation.summarize(preds, config.model.num_classes)
     return preds, {**summary, **video.describe(config, info, where)}, where
 

@@ -21,7 +21,7 @@ import jax
 import ml_collections
 from jax.sharding import Mesh
 
-from i3d_jax import plots, sharding
+from i3d_jax import graph, plots, sharding
 from i3d_jax.training import checkpoints, evaluation, run_utils, steps
 from i3d_jax.training import state as state_lib
 from i3d_jax.training.config import TrainingError, check_devices, validate_config
@@ -65,8 +65,9 @@ def setup(
     )
     remat = config.model.remat and not hasattr(model, "graph")  # else remat per block
     step_fn = steps.make_train_step(
-        config, task.forward(config, model), task.per_example, mesh, tx, lr_fn, shardings, remat
-    )
+        config, task.forward(config, model), task.per_example, mesh, tx, lr_fn, shardings, remat,
+        compiler_options=graph.jit_options(model, train=True),
+    )  # fmt: skip
     eval_model = task.build_model(config, None)
     return Setup(config, task, mesh, model, eval_model, tx, lr_fn, state, shardings, abstract,
                  step_fn)  # fmt: skip

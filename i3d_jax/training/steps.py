@@ -117,12 +117,14 @@ def make_train_step(
     lr_fn: optax.Schedule,
     state_shardings: Any,
     remat: bool = False,
+    compiler_options: dict[str, str] | None = None,
 ) -> Callable:
     """The jitted `(state, batch) -> (state, metrics)`; the state is donated.
 
     With `config.grad_accum_steps = A > 1`, micro-batch j takes examples j, j + A, ... (each stays
     spread over all devices; BatchNorm statistics per micro-batch) and the gradients are averaged.
     Metrics: loss, accuracy, learning_rate, l2_grads, l2_params (replicated scalars).
+    `compiler_options`: XLA options of the compiled step (`i3d_jax.graph.jit_options`).
     """
     accum = config.grad_accum_steps
     micro = config.batch_size // accum
@@ -177,14 +179,20 @@ def make_train_step(
         in_shardings=(state_shardings, sharding.batch_sharding(mesh)),
         out_shardings=(state_shardings, sharding.replicated(mesh)),
         donate_argnums=0,
+        compiler_options=compiler_options,
     )
 
 
-def make_eval_step(forward: Forward, mesh: Mesh, inputs: tuple[str, ...] = ("video",)) -> Callable:
+def make_eval_step(
+    forward: Forward,
+    mesh: Mesh,
+    inputs: tuple[str, ...] = ("video",),
+    compiler_options: dict[str, str] | None = None,
+) -> Callable:
     """The jitted `(variables, batch) -> {"logits", every batch entry but the inputs}`, replicated."""
 
     def step(variables, batch):
         logits, _ = forward(variables, batch, False, jax.random.key(0))
         return {"logits": logits, **{k: v for k, v in batch.items() if k not in inputs}}
 
-    return jax.jit(step, out_shardings=sharding.replicated(mesh))
+    return jax.jit(step, out_shardings=sharding.replicated(mesh), compiler_options=compiler_options)

@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
-from i3d_jax import preprocess, sharding
+from i3d_jax import graph, preprocess, sharding
 from i3d_jax.data import pipeline
 from i3d_jax.training import evaluation, state, steps, task
 from i3d_jax.training.config import DTYPES
@@ -169,7 +169,10 @@ class VideoClassification:
     ) -> dict | None:
         if data.eval is None:
             return None
-        preds = predict(config, self.forward(config, model), variables, data.eval, data.info, mesh)
+        preds = predict(
+            config, self.forward(config, model), variables, data.eval, data.info, mesh,
+            compiler_options=graph.jit_options(model, train=False),
+        )  # fmt: skip
         summary = evaluation.summarize(preds, config.model.num_classes)
         return {**summary, **describe(config, data.info, checkpoint)}
 
@@ -184,6 +187,7 @@ def predict(
     source: Any,
     info: pipeline.SourceInfo,
     mesh: Mesh,
+    compiler_options: dict[str, str] | None = None,
 ) -> dict:
     """Logits of every real view on every process: numpy dict of `logits [N, C]`, `label`,
     `index`, `view` (padding removed, sorted by (index, view))."""
@@ -196,7 +200,7 @@ def predict(
         prefetch=config.input.prefetch,
         max_videos=config.eval.max_videos or None,
     )
-    step = steps.make_eval_step(forward, mesh, inputs=("video",))
+    step = steps.make_eval_step(forward, mesh, ("video",), compiler_options)
     parts: dict[str, list] = {}
     for host in ds:
         out = jax.device_get(step(variables, sharding.global_batch(
