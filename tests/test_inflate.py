@@ -54,8 +54,8 @@ def test_boring_video_fixed_point_every_frame_with_replicate_padding(nets, metho
     clip = jnp.repeat(image[:, None], T, axis=1)
     target = jax.eval_shape(net3d.init, jax.random.key(0), clip)
     vars3d = inflate(vars2d, target, method)
-    _, ends2d = net2d.apply(vars2d, image)
-    _, ends3d = net3d.apply(vars3d, clip)
+    _, ends2d = jax.jit(net2d.apply)(vars2d, image)
+    _, ends3d = jax.jit(net3d.apply)(vars3d, clip)
     for name, a2d in ends2d.items():
         a3d = ends3d[name]
         if a3d.ndim == a2d.ndim + 1:  # every frame of the 3D endpoint equals the 2D one
@@ -68,8 +68,8 @@ def test_boring_video_with_zero_padding_holds_away_from_the_border(nets):
     net3d = model.tiny(num_classes=5)
     clip = jnp.repeat(image[:, None], T, axis=1)
     vars3d = inflate(vars2d, jax.eval_shape(net3d.init, jax.random.key(0), clip))
-    _, ends2d = net2d.apply(vars2d, image)
-    _, ends3d = net3d.apply(vars3d, clip)
+    _, ends2d = jax.jit(net2d.apply)(vars2d, image)
+    _, ends3d = jax.jit(net3d.apply)(vars3d, clip)
     # Up to Mixed_3c the temporal receptive field is <= 19 frames with stride 2: output frames
     # 5..14 of 20 see only real frames of the 40-frame clip.
     for name in ["Conv3d_1a_7x7", "Conv3d_2c_3x3", "Mixed_3b", "Mixed_3c"]:

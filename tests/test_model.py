@@ -9,6 +9,11 @@ from flax import traverse_util
 from i3d_jax import model, schedules
 
 
+def run(net, variables, x, **kwargs):
+    """`net.apply` compiled once (op-by-op, the tiny network costs a compile per operation)."""
+    return jax.jit(lambda v, x: net.apply(v, x, **kwargs))(variables, x)
+
+
 @pytest.fixture(scope="module")
 def tiny_and_vars():
     net = model.tiny()
@@ -32,14 +37,14 @@ def test_release_parameter_count_and_names():
 
 def test_endpoint_shapes_follow_the_schedule(tiny_and_vars):
     net, variables, x = tiny_and_vars
-    out, ends = net.apply(variables, x)
+    out, ends = run(net, variables, x)
     expected = schedules.receptive_fields("paper", x.shape[1:4], global_pool=True)
     for row in expected[:-1]:
         assert ends[row.endpoint].shape[1:4] == row.output_size, row.endpoint
     assert out.shape == (2, 10)
     assert ends["Logits_per_time"].shape == (2, 2, 10)
     np.testing.assert_allclose(ends["Logits"], ends["Logits_per_time"].mean(1), rtol=1e-6)
-    probs, ends = net.clone(final_endpoint="Predictions").apply(variables, x)
+    probs, ends = run(net.clone(final_endpoint="Predictions"), variables, x)
     np.testing.assert_allclose(probs, jax.nn.softmax(ends["Logits"]), rtol=1e-6)
     np.testing.assert_allclose(np.asarray(probs).sum(-1), np.ones(2), rtol=1e-6)
 
@@ -47,27 +52,32 @@ def test_endpoint_shapes_follow_the_schedule(tiny_and_vars):
 def test_final_endpoint_stops_early(tiny_and_vars):
     net, variables, x = tiny_and_vars
     early = net.clone(final_endpoint="Mixed_4b")
-    out, ends = early.apply(variables, x)
+    out, ends = run(early, variables, x)
     assert list(ends)[-1] == "Mixed_4b" and out.shape == ends["Mixed_4b"].shape
-    _, full = net.apply(variables, x)
+    _, full = run(net, variables, x)
     np.testing.assert_array_equal(out, full["Mixed_4b"])
 
 
 def test_dropout_is_a_rate_and_only_in_training(tiny_and_vars):
     net, variables, x = tiny_and_vars
     dropped = net.clone(dropout_rate=0.5)
-    eval_out = dropped.apply(variables, x)[1]["Logits"]
-    np.testing.assert_allclose(eval_out, net.apply(variables, x)[1]["Logits"], rtol=1e-6)
-    (_, ends), _ = dropped.apply(
-        variables, x, train=True, rngs={"dropout": jax.random.key(1)}, mutable=["batch_stats"]
+    eval_out = run(dropped, variables, x)[1]["Logits"]
+    np.testing.assert_allclose(eval_out, run(net, variables, x)[1]["Logits"], rtol=1e-6)
+    (_, ends), _ = run(
+        dropped,
+        variables,
+        x,
+        train=True,
+        rngs={"dropout": jax.random.key(1)},
+        mutable=["batch_stats"],
     )
-    (_, ends_nodrop), _ = net.apply(variables, x, train=True, mutable=["batch_stats"])
+    (_, ends_nodrop), _ = run(net, variables, x, train=True, mutable=["batch_stats"])
     assert not np.allclose(ends["Logits"], ends_nodrop["Logits"])
 
 
 def test_train_mode_updates_batch_stats_with_release_momentum(tiny_and_vars):
     net, variables, x = tiny_and_vars
-    _, new = net.apply(variables, x, train=True, mutable=["batch_stats"])
+    _, new = run(net, variables, x, train=True, mutable=["batch_stats"])
     old_mean = variables["batch_stats"]["Conv3d_1a_7x7"]["batch_norm"]["mean"]
     new_mean = new["batch_stats"]["Conv3d_1a_7x7"]["batch_norm"]["mean"]
     conv1 = net.clone(final_endpoint="Conv3d_1a_7x7")
@@ -87,18 +97,18 @@ def test_train_mode_updates_batch_stats_with_release_momentum(tiny_and_vars):
 def test_bf16_compute_keeps_float32_params_and_logits(tiny_and_vars):
     net, variables, x = tiny_and_vars
     half = net.clone(dtype=jnp.bfloat16)
-    out, ends = half.apply(variables, x)
+    out, ends = run(half, variables, x)
     assert ends["Mixed_5c"].dtype == jnp.bfloat16
     assert ends["Logits"].dtype == jnp.float32
-    full = net.apply(variables, x)[1]["Logits"]
+    full = run(net, variables, x)[1]["Logits"]
     np.testing.assert_allclose(ends["Logits"], full, atol=0.1)
 
 
 def test_any_spatial_size_with_global_pool():
     net = model.tiny(num_classes=3)
     x = jnp.zeros((1, 9, 33, 70, 3))
-    variables = net.init(jax.random.key(0), x)
-    assert net.apply(variables, x)[0].shape == (1, 3)
+    variables = jax.jit(net.init)(jax.random.key(0), x)
+    assert run(net, variables, x)[0].shape == (1, 3)
 
 
 def test_release_head_is_fully_convolutional_in_space():
