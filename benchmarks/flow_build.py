@@ -3,7 +3,7 @@
 OpenCV's reference, on the same videos in the same process; prints one JSON line.
 
 Videos are consecutive windows of `--frames` frames of the release's sample clip
-(`../shared/data/v_CricketShot_g04_c01_rgb.gif`, 224x224) resized to each `--sizes` side, so the
+(`i3d_jax/samples/v_CricketShot_g04_c01_rgb.gif`, 224x224) resized to each `--sizes` side, so the
 motion is real. The JAX numbers exclude compilation (one warm-up video per size and batch; its
 time is reported as `compile_s`; passes repeat for at least `--min-seconds`), the OpenCV ones need
 none. `--build` also times the whole CLI
@@ -31,11 +31,18 @@ import time
 import jax
 import numpy as np
 
-from i3d_jax import flow
-from i3d_jax.data import build, flow_build
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from a clone
 
-GIF = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
-GIF = GIF / "v_CricketShot_g04_c01_rgb.gif"
+from i3d_jax import flow  # noqa: E402
+from i3d_jax.data import build, flow_build  # noqa: E402
+
+# The release's sample clip, shipped inside the package.
+GIF = (
+    pathlib.Path(__file__).resolve().parents[1]
+    / "i3d_jax"
+    / "samples"
+    / "v_CricketShot_g04_c01_rgb.gif"
+)
 
 
 def sample_frames(size: int, count: int, gif: pathlib.Path = GIF) -> np.ndarray:

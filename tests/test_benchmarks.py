@@ -80,3 +80,22 @@ def test_profile_step_attributes_the_training_step_to_layers_and_kinds(capsys):
     assert abs(sum(cats.values()) - out["device_ms_summed"]) < 0.01 * out["device_ms_summed"] + 0.01
     assert {"Conv3d_1a_7x7", "Mixed_3b", "Mixed_5c"} <= set(out["by_layer_ms"])
     assert out["top_ops"][0]["ms"] >= out["top_ops"][-1]["ms"]
+
+
+def test_every_benchmark_script_runs_from_a_clone_as_documented():
+    """`python benchmarks/X.py --help` from the repository root, no PYTHONPATH: what a user types."""
+    import os
+    import subprocess
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    scripts = sorted((root / "benchmarks").glob("*.py"))
+    assert len(scripts) >= 10
+    procs = {
+        s.name: subprocess.Popen([sys.executable, str(s.relative_to(root)), "--help"], cwd=root,
+                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for s in scripts
+    }  # fmt: skip
+    for name, p in procs.items():
+        out = p.communicate(timeout=120)[0].decode()
+        assert p.returncode == 0 and "usage:" in out, (name, out[-500:])
