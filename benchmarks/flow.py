@@ -19,14 +19,7 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from a clone
 
 from i3d_jax import flow  # noqa: E402
-
-# The release's sample clip, shipped inside the package.
-GIF = (
-    pathlib.Path(__file__).resolve().parents[1]
-    / "i3d_jax"
-    / "samples"
-    / "v_CricketShot_g04_c01_rgb.gif"
-)
+from i3d_jax.samples import CRICKET as GIF  # noqa: E402  (the release's sample clip)
 
 
 def frames_320x240(n: int, gif_path: pathlib.Path = GIF) -> tuple[np.ndarray, str]:

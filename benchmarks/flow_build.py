@@ -35,14 +35,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from
 
 from i3d_jax import flow  # noqa: E402
 from i3d_jax.data import build, flow_build  # noqa: E402
-
-# The release's sample clip, shipped inside the package.
-GIF = (
-    pathlib.Path(__file__).resolve().parents[1]
-    / "i3d_jax"
-    / "samples"
-    / "v_CricketShot_g04_c01_rgb.gif"
-)
+from i3d_jax.samples import CRICKET as GIF  # noqa: E402  (the release's sample clip)
 
 
 def sample_frames(size: int, count: int, gif: pathlib.Path = GIF) -> np.ndarray:
