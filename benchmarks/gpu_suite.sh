@@ -6,7 +6,9 @@
 #    in one process;
 # 2. the per-operation breakdown of the training step (benchmarks/profile_step.py) of the default
 #    graph (PROFILE_GRAPHS=plain,auto for before/after);
-# 3. numerics of the default GPU graph against the plain graph in float32 (logits, 5-step loss).
+# 3. numerics of the default GPU graph against the plain graph in float32 (logits, 5-step loss);
+# 4. only with FLOW=1 (T_FLOW=150 s more): frame pairs/s of a flow dataset build with the JAX TV-L1
+#    solver at several pair batches (benchmarks/flow_build.py; OpenCV where installed).
 # Time limits per part (T_THROUGHPUT=300, T_PROFILE=120 per graph, T_NUMERICS=120 s): at most
 # 9 minutes. On an H200 (2026-11-27) full-size compiles take about 25-40 s each: 70 s per profile
 # and 90 s for the numerics were too short, 300 s fit about 9 compiled steps.
@@ -51,3 +53,8 @@ done
 timeout "${T_NUMERICS:-120}" python3 benchmarks/numerics.py \
   ${SUITE_SHAPE:---batch 2 --frames 32 --size 224} --steps 5 --variants "${NUMERICS:-t2c1_s2d_taps_train}" \
   | tee "$out/numerics.json"
+
+if [[ ${FLOW:-0} == 1 ]]; then
+  timeout "${T_FLOW:-150}" python3 benchmarks/flow_build.py ${FLOW_ARGS:---sizes 224 --videos 4 --frames 9 --batches 1 8 32} \
+    | tee "$out/flow_build.json"
+fi
