@@ -2,8 +2,9 @@
 
 The same scale and recipe as `configs/synthetic_motion.py` (16 random 12-frame clips of 32x32, 400
 Adam steps, no flips), on a `video_folder` dataset built with the `flow` builder config (TV-L1,
-quantised to uint8 with the bound in the dataset metadata `flow_scale`). `synthetic_motion` has
-no flow builder config yet, so point `dataset.folder` at a folder of the demo's videos
+quantised to uint8 with the bound in the dataset metadata `flow_scale`). (`synthetic_motion`'s
+only flow builder config is the camouflage task's, `configs/two_stream/flow.py`.) Point
+`dataset.folder` at a folder of the demo's videos
 (`<folder>/<split>/<class>/<video>`), `dataset.data_dir` where the flow build goes, and
 `model.num_classes` at the folder's class count (4 here, as `directions4`):
 
