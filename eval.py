@@ -13,6 +13,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from i3d_jax.cli import EXIT_USAGE, fail, message
 from i3d_jax.training import cli
 
 FLAGS = flags.FLAGS
@@ -20,9 +21,7 @@ config_flags.DEFINE_config_file("config", None, "ml_collections config file.", l
 flags.DEFINE_string("workdir", None, "Run directory (default checkpoint and output location).")
 flags.DEFINE_string("checkpoint", None, "Checkpoint path/workdir or a pretrained source.")
 flags.DEFINE_string("out", None, "results.json path (default <workdir>/eval/results.json).")
-flags.DEFINE_string("coordinator", None, "Multi-host: coordinator host:port (else auto-detect).")
-flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
-flags.DEFINE_integer("process_id", None, "Multi-host: this process's id.")
+cli.define_multihost_flags()
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -30,19 +29,18 @@ def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
     # Imported here, after the flags parsed: a typo is reported in a second, not after JAX loads.
-    from i3d_jax import sharding
     from i3d_jax.training import evaluate, evaluation
     from i3d_jax.training.config import TrainingError, validate_config
 
     try:
         validate_config(FLAGS.config)
     except ValueError as e:
-        sys.exit(f"error: {e}")
-    sharding.maybe_initialize_distributed(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)
+        sys.exit(fail(str(e), EXIT_USAGE))
+    cli.initialize_distributed()
     try:
         results = evaluate.evaluate(FLAGS.config, FLAGS.workdir, FLAGS.checkpoint, FLAGS.out)
     except (TrainingError, FileNotFoundError, ValueError) as e:
-        sys.exit(f"error: {e}")
+        sys.exit(fail(message(e)))
     print(evaluation.format_summary(results))
     if results.get("streams"):
         print(evaluate.format_streams(results))

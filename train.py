@@ -13,14 +13,13 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from i3d_jax.cli import EXIT_USAGE, fail, message
 from i3d_jax.training import cli
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "ml_collections config file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics and results go here.")
-flags.DEFINE_string("coordinator", None, "Multi-host: coordinator host:port (else auto-detect).")
-flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
-flags.DEFINE_integer("process_id", None, "Multi-host: this process's id.")
+cli.define_multihost_flags()
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -30,7 +29,6 @@ def main(argv):
     # Imported here, after the flags parsed: a typo is reported in a second, not after JAX loads.
     import jax
 
-    from i3d_jax import sharding
     from i3d_jax.training import evaluation, loop
     from i3d_jax.training.config import TrainingError, validate_config
 
@@ -38,12 +36,12 @@ def main(argv):
     try:
         validate_config(config)
     except ValueError as e:
-        sys.exit(f"error: {e}")
-    sharding.maybe_initialize_distributed(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)
+        sys.exit(fail(str(e), EXIT_USAGE))
+    cli.initialize_distributed()
     try:
         out = loop.train_and_evaluate(config, FLAGS.workdir)
     except (TrainingError, PermissionError, FileNotFoundError, ValueError) as e:
-        sys.exit(f"error: {e}")
+        sys.exit(fail(message(e)))
     if jax.process_index() == 0:
         print("\n".join(loop.summary_lines(out)))
         if out["eval"]:

@@ -40,7 +40,7 @@ from i3d_jax import extract_features as ef  # noqa: E402
 from i3d_jax.data import schema, synthetic_long  # noqa: E402
 from i3d_jax.data.synthetic_motion import SyntheticMotion  # noqa: E402
 from i3d_jax.training import loop  # noqa: E402
-from i3d_jax.training.features import task_for  # noqa: E402
+from i3d_jax.training.task import task_for  # noqa: E402
 from i3d_jax.weights import orbax_dir  # noqa: E402
 
 SPLITS = ("train", "validation")
@@ -81,7 +81,7 @@ def train_network(workdir: pathlib.Path, data_dir: pathlib.Path, steps: int) -> 
         variables = {"params": state["params"], "batch_stats": state["batch_stats"]}
         names = workdir / "i3d_labels.txt"
         names.write_text("\n".join(synthetic_long.EVENT_NAMES) + "\n")
-        model = task_for(config).build_model(config, None)
+        model = task_for(config).build_model(None)
         source = f"{workdir / 'i3d'} step {out['steps']}"
         tmp = workdir / ".weights.tmp"
         if tmp.exists():

@@ -5,7 +5,7 @@
         --config.dataset.folder=FEATS --config.model.num_classes=K
 
 Data: `<dataset.folder>/<split>/<class>/<video>.npz` as written by `extract_features` (or a CSV
-of `path,label,split` in `features.csv`); see `i3d_jax.training.features`. The head is
+of `path,label,split` in `features.csv`); see `i3d_jax.training.tasks.features`. The head is
 `i3d_jax.heads.HEADS[head.name]`; each head takes the `head` options it has.
 """
 
@@ -24,7 +24,7 @@ def get_config():
 
     c.features = ml_collections.ConfigDict()
     c.features.csv = ""  # a CSV of path,label,split instead of the folder layout
-    c.features.tfds_dir = ""  # or a dataset built by i3d_jax.feature_dataset.FeatureSequences
+    c.features.tfds_dir = ""  # or a dataset built by i3d_jax.data.feature_dataset.FeatureSequences
     c.features.feature_dim = 0  # 0: from the first file (1024 per stream for Mixed_5c)
     c.features.max_windows = 64  # training: a random run of at most this many windows
     c.features.feature_dropout = 0.0  # training: dropout on the input features

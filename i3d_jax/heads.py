@@ -126,8 +126,9 @@ class TransformerEncoder(nn.Module):
         b, n = mask.shape
         attn_mask = jnp.broadcast_to(mask[:, None, None, :], (b, 1, n, n))
         for i in range(self.num_layers):
-            h = _EncoderLayer(self.hidden, self.num_heads, self.mlp_dim, self.dropout_rate,
-                              name=f"Layer_{i}")(h, attn_mask, train)  # fmt: skip
+            layer = _EncoderLayer(dim=self.hidden, num_heads=self.num_heads, mlp_dim=self.mlp_dim,
+                                  dropout_rate=self.dropout_rate, name=f"Layer_{i}")  # fmt: skip
+            h = layer(h, attn_mask, train)
         h = nn.LayerNorm(name="Norm")(h)
         return _finish(nn.Dense(self.num_classes, name="Logits")(h), mask)
 

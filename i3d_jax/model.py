@@ -141,11 +141,11 @@ class InceptionBlock(nn.Module):
         outs = []
         for branch, units in BRANCH_UNITS:
             spec = tuple((name, self.channels[i], k) for name, i, k in units)
-            outs.append(
-                Branch(spec, branch == "Branch_3", self.unit, self.ndim, self.pool, name=branch)(
-                    x, train
-                )
-            )
+            block = Branch(
+                units=spec, pool_first=branch == "Branch_3", unit=self.unit, ndim=self.ndim,
+                pool=self.pool, name=branch,
+            )  # fmt: skip
+            outs.append(block(x, train))
         return jnp.concatenate(outs, axis=-1)
 
     def fused(self, x: jax.Array, train: bool) -> jax.Array:
@@ -306,9 +306,10 @@ class InceptionI3d(nn.Module):
                 block = (
                     nn.remat(InceptionBlock, static_argnums=(2,)) if graph.remat else InceptionBlock
                 )
-                x = block(table[layer.name], unit, nd, graph.fuse_1x1, graph.pool, name=layer.name)(
-                    x, train
-                )
+                x = block(
+                    channels=table[layer.name], unit=unit, ndim=nd, fuse_1x1=graph.fuse_1x1,
+                    pool=graph.pool, name=layer.name,
+                )(x, train)  # fmt: skip
             else:
                 logits = self.logits_head(x, dims(layer.kernel), unit, train)
                 endpoints["Logits_per_time"] = logits
@@ -337,7 +338,7 @@ class InceptionI3d(nn.Module):
             activation=False,
             dtype=jnp.float32,
         )
-        logits = LogitsHead(head_unit, name="Logits")(x.astype(jnp.float32))
+        logits = LogitsHead(unit=head_unit, name="Logits")(x.astype(jnp.float32))
         # Spatial positions (1x1 at the release's input size) are averaged: fully convolutional.
         return logits.mean(axis=spatial_axes)
 

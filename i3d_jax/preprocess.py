@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 import os
+import pathlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -47,6 +48,10 @@ from i3d_jax import clips
 
 FLOW_BOUND = 20.0
 _QUANT_LEVELS = 127.0
+# What the tools take as videos in a folder (any other file there is not a video).
+VIDEO_SUFFIXES = (
+    ".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".ogv", ".gif",
+)  # fmt: skip
 
 
 class VideoDecodeError(ValueError):
@@ -56,6 +61,20 @@ class VideoDecodeError(ValueError):
         self.path = os.fspath(path)
         self.reason = reason
         super().__init__(f"cannot decode video {self.path!r}: {reason}")
+
+
+def list_videos(path: str | os.PathLike) -> list[pathlib.Path]:
+    """A video file, or the video files (by suffix, `VIDEO_SUFFIXES`) directly in a directory,
+    sorted by name. FileNotFoundError for a missing path, ValueError for a folder of none."""
+    path = pathlib.Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+        if not files:
+            raise ValueError(f"{path}: no video files ({', '.join(VIDEO_SUFFIXES)})")
+        return files
+    if not path.exists():
+        raise FileNotFoundError(f"not found: {path}")
+    return [path]
 
 
 def load_video(

@@ -9,7 +9,6 @@ table printed by `python -m i3d_jax.schedules` is the network that runs.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -239,11 +238,14 @@ def format_table(rows: list[FieldRow], schedule: PoolingSchedule, input_size: Se
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--schedule", default="paper", choices=sorted(SCHEDULES))
-    parser.add_argument("--frames", type=int, default=64)
+    from i3d_jax import cli
+
+    parser = cli.ArgumentParser(prog="python -m i3d_jax.schedules", description=__doc__)
+    parser.add_argument("--schedule", default="paper", choices=sorted(SCHEDULES),
+                        help="pooling schedule")  # fmt: skip
+    parser.add_argument("--frames", type=int, default=64, help="clip length")
     parser.add_argument("--size", type=int, nargs="+", default=[224], help="H [W]")
-    parser.add_argument("--global_pool", action="store_true")
+    parser.add_argument("--global_pool", action="store_true", help="logits pooled over any size")
     parser.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     args = parser.parse_args(argv)
     schedule = get_schedule(args.schedule)

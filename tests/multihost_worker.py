@@ -141,7 +141,7 @@ def run_steps(config, batches: list[dict], mesh=None, process_slice: slice | Non
     from i3d_jax import sharding
     from i3d_jax.training import loop
 
-    s = loop.setup(config, mesh)
+    s = loop.setup(config, mesh, data=micro_data())
     state, losses = s.state, []
     for b in batches:
         host = {k: v[process_slice] if process_slice is not None else v for k, v in b.items()}
@@ -160,7 +160,7 @@ def run_steps(config, batches: list[dict], mesh=None, process_slice: slice | Non
 def micro_data(train=None, evaluate: bool = True, **kwargs):
     """`video.Data` over `micro_source(**kwargs)`: train (unless `train` replaces it) and evaluate
     (unless `evaluate=False`) on the same videos."""
-    from i3d_jax.training import video
+    from i3d_jax.training.tasks import video
 
     src, info = micro_source(**kwargs)
     return video.Data(src if train is None else train, src if evaluate else None, info)
@@ -199,7 +199,8 @@ def _train(workdir: str, out: str) -> None:
     jax.config.update("jax_num_cpu_devices", 8)
     install_micro()
 
-    from i3d_jax.training import loop, video
+    from i3d_jax.training import loop
+    from i3d_jax.training.tasks import video
 
     src, info = micro_source()
     delay = float(os.environ.get("I3D_TEST_READ_DELAY", "0"))

@@ -9,7 +9,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from i3d_jax import ablate, ablate_grid, ablate_report, schedules
+from i3d_jax import schedules
+from i3d_jax.projects.ablate import cli as ablate
+from i3d_jax.projects.ablate import grid as ablate_grid
+from i3d_jax.projects.ablate import report as ablate_report
+from i3d_jax.training.config import load_config_file, with_overrides
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / "configs" / "synthetic_motion.py")
@@ -162,10 +166,8 @@ def test_launch_lines_and_grid_errors(tmp_path, capsys):
 
 def test_forward_cost_of_the_tiny_network():
     """Real XLA cost analysis: less temporal pooling costs more; parameters do not change."""
-    base = ablate_grid.apply(ablate_grid.load_config(CONFIG), [("input.clip_length", 16)])
+    base = with_overrides(load_config_file(CONFIG), [("input.clip_length", 16)])
     paper = ablate_report.forward_cost(base)
-    late = ablate_report.forward_cost(
-        ablate_grid.apply(base, [("model.schedule", "temporal_late")])
-    )
+    late = ablate_report.forward_cost(with_overrides(base, [("model.schedule", "temporal_late")]))
     assert paper["params"] == late["params"] > 10_000
     assert 0.001 < paper["gflops"] < late["gflops"] < 1.0

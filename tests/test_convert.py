@@ -9,8 +9,7 @@ import pytest
 from flax import traverse_util
 
 import i3d_jax
-from i3d_jax import convert
-from i3d_jax.weights import common, load_pretrained, orbax_dir, piergiaj
+from i3d_jax.weights import common, convert, load_pretrained, orbax_dir, piergiaj
 
 
 def assert_same_tree(a, b):
@@ -88,14 +87,14 @@ def test_convert_refuses_non_empty_dest_and_bad_labels(source, tmp_path, capsys)
     dest = tmp_path / "busy"
     dest.mkdir()
     (dest / "keep.txt").write_text("mine")
-    assert convert.main([str(src), str(dest)]) == 1
+    assert convert.main([str(src), str(dest)]) == 2  # bad input, found before work
     assert "exists and is not an empty directory" in capsys.readouterr().err
     assert sorted(p.name for p in dest.iterdir()) == ["keep.txt"]
     labels = tmp_path / "three.txt"
     labels.write_text("a\nb\nc\n")
-    assert convert.main([str(src), str(tmp_path / "new"), "--labels", str(labels)]) == 1
+    assert convert.main([str(src), str(tmp_path / "new"), "--labels", str(labels)]) == 2
     assert "has 3 names, but the model has 10 classes" in capsys.readouterr().err
-    assert convert.main([str(src), str(tmp_path / "new"), "--labels", "kinetics400"]) == 1
+    assert convert.main([str(src), str(tmp_path / "new"), "--labels", "kinetics400"]) == 2
     assert "kinetics400 has 400 names" in capsys.readouterr().err  # a shipped list, by name
     assert not (tmp_path / "new").exists()
 
@@ -138,4 +137,4 @@ def test_convert_cli_module(source, tmp_path):
         text=True,
         timeout=300,
     )
-    assert proc.returncode == 1 and "missing.pt" in proc.stderr
+    assert proc.returncode == 2 and "missing.pt" in proc.stderr

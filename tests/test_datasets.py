@@ -274,7 +274,7 @@ def test_second_source_in_one_data_dir_is_refused_or_rebuilt(tmp_path, capsys):
 
     # Another folder into the same data_dir: refused, naming both (it used to reuse the first).
     rc, _, err = run("--manual_dir", str(other))
-    assert rc == 1 and err.startswith("error: ") and "--rebuild" in err
+    assert rc == 2 and err.startswith("error: ") and "--rebuild" in err  # before any work
     assert (
         f"built from {first.resolve()} (3 video files" in err
         and f"not from {other.resolve()}" in err
@@ -291,10 +291,10 @@ def test_second_source_in_one_data_dir_is_refused_or_rebuilt(tmp_path, capsys):
     # The same source again is reused; other settings or changed files are refused.
     assert run("--manual_dir", str(other))[0] == 0
     rc, _, err = run("--manual_dir", str(other), "--max_frames", "4")
-    assert rc == 1 and "with settings" in err and "'max_frames': 4" in err
+    assert rc == 2 and "with settings" in err and "'max_frames': 4" in err
     write_video(other / "train" / "swim" / "swim.mp4", make_frames(7, 3))
     rc, _, err = run("--manual_dir", str(other))
-    assert rc == 1 and "its files changed since" in err
+    assert rc == 2 and "its files changed since" in err
 
     # A training run naming another folder refuses too, naming both.
     cfg = SimpleNamespace(

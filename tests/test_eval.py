@@ -8,7 +8,8 @@ import pytest
 from multihost_worker import micro_config, micro_source
 
 from i3d_jax import sharding
-from i3d_jax.training import evaluate, evaluation, video
+from i3d_jax.training import evaluate, evaluation
+from i3d_jax.training.tasks import video
 
 
 def test_topk_correct():
@@ -82,17 +83,17 @@ def test_evaluate_trained_run_writes_results_and_reports(micro_run, tmp_path, mo
     monkeypatch.chdir(tmp_path)
     mv = micro_config(**{"eval.protocol": "multiview", "eval.num_clips": 2, "eval.num_crops": 3})
     mesh = sharding.make_mesh()
-    task = video.VideoClassification()
-    model = task.build_model(mv)
-    variables, where = evaluate.load_variables(mv, "run", model, mesh)
+    task = video.VideoClassification(mv)
+    model = task.build_model()
+    variables, where = evaluate.load_variables(task, None, "run", model, mesh)
     assert where.endswith("best/12") and set(variables) == {"params", "batch_stats"}
     src, info = micro_source()
-    preds = video.predict(mv, task.forward(mv, model), variables, src, info, mesh)
+    preds = video.predict(mv, task.forward(model), variables, src, info, mesh)
     assert len(preds["label"]) == 16 * 6
     np.testing.assert_array_equal(np.bincount(preds["index"]), [6] * 16)
     r = evaluation.summarize(preds, 4)
     assert 0.0 <= r["clip_top1"] <= 1.0 and r["num_videos"] == 16
     # "whole" through the same path reproduces the training run's final numbers exactly.
     config = micro_config()
-    whole = video.predict(config, task.forward(config, model), variables, src, info, mesh)
+    whole = video.predict(config, task.forward(model), variables, src, info, mesh)
     assert evaluation.summarize(whole, 4)["video_top1"] == results["video_top1"]

@@ -8,8 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-from i3d_jax import export, model
-from i3d_jax.weights import common, orbax_dir
+from i3d_jax import model
+from i3d_jax.weights import common, export, orbax_dir
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_stablehlo_reload_two_sizes(tiny_checkpoint, tmp_path):
         fn(np.zeros((1, 8, 32, 32, 3), np.float32))
     with pytest.raises(ValueError, match=r"\[B, 8\*k, 32, 32, 3\].*got \(1, 16, 48, 48, 3\)"):
         fn(np.zeros((1, 16, 48, 48, 3), np.float32))
-    assert export.main(argv) == 1  # refuses to overwrite a non-empty --out
+    assert export.main(argv) == 2  # refuses to overwrite a non-empty --out, before any work
 
 
 def test_stablehlo_baked_weights(tiny_checkpoint, tmp_path):
@@ -70,7 +70,7 @@ def test_savedmodel_without_tensorflow(tiny_checkpoint, tmp_path, capsys):
         pytest.skip("TensorFlow is installed")
     _, _, ckpt = tiny_checkpoint
     rc = export.main([str(ckpt), "--format", "savedmodel", "--out", str(tmp_path / "sm")])
-    assert rc == 1
+    assert rc == 2
     assert "needs TensorFlow" in capsys.readouterr().err
     assert not (tmp_path / "sm").exists()
 

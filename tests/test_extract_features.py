@@ -10,6 +10,8 @@ import pytest
 
 from i3d_jax import clips, model, preprocess
 from i3d_jax import extract_features as ef
+from i3d_jax.extract_features import writer
+from i3d_jax.extract_features.cli import main as extract_main
 from i3d_jax.weights import common
 
 W_, S_ = 16, 8  # window, stride (frames)
@@ -139,7 +141,7 @@ def test_resume_after_interrupt_and_bad_file(net, videos, tmp_path, monkeypatch,
             "--endpoint", "Mixed_4f", "--window", "16", "--stride", "8", "--short-side", "40",
             "--crop-size", "32", "--batch-size", "3", "--no-progress"]  # fmt: skip
 
-    real_write = ef._write_atomic
+    real_write = writer.write_atomic
     writes = []
 
     def interrupted(dest, arrays):
@@ -148,15 +150,15 @@ def test_resume_after_interrupt_and_bad_file(net, videos, tmp_path, monkeypatch,
         writes.append(dest.name)
         real_write(dest, arrays)
 
-    monkeypatch.setattr(ef, "_write_atomic", interrupted)
+    monkeypatch.setattr(writer, "write_atomic", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        ef.main(argv)
+        extract_main(argv)
     assert sorted(p.name for p in out.iterdir()) == [writes[0]]
     first = out / writes[0]
     mtime, content = first.stat().st_mtime_ns, first.read_bytes()
 
-    monkeypatch.setattr(ef, "_write_atomic", real_write)
-    assert ef.main(argv) == 1  # the broken file makes the exit status non-zero
+    monkeypatch.setattr(writer, "write_atomic", real_write)
+    assert extract_main(argv) == 1  # the broken file makes the exit status non-zero
     captured = capsys.readouterr()
     assert "wrote 2, skipped 1 already done, failed 1" in captured.out
     assert "broken.mp4" in captured.err
@@ -252,16 +254,16 @@ def test_flow_stream_with_rgb_weights_is_refused_at_once(net, videos, tmp_path, 
     from i3d_jax.weights import orbax_dir
 
     orbax_dir.save(net[1], net[0], tmp_path / "rgb_weights")
-    code = ef.main([str(videos), "--stream", "flow", "--flow-weights", str(tmp_path / "rgb_weights"),
+    code = extract_main([str(videos), "--stream", "flow", "--flow-weights", str(tmp_path / "rgb_weights"),
                     "--out", str(tmp_path / "out"), "--no-progress"])  # fmt: skip
     err = capsys.readouterr().err
-    assert code == 2 and "error: --flow-weights" in err and "3 input channels" in err
+    assert code == 2 and "error: --flow_weights" in err and "3 input channels" in err
     assert "Traceback" not in err and not (tmp_path / "out").exists()
     with pytest.raises(ValueError, match="needs a model with 2 input channels"):
         ef.extract([videos / "short.mp4"], tmp_path / "o", {"flow": net}, progress=False)
     for bad, why in [(["--window", "0"], "window must be >= 1"),
                      (["--endpoint", "Mixed_9z"], "unknown endpoint"),
                      (["--short-side", "100"], "smaller than crop_size")]:  # fmt: skip
-        code = ef.main([str(videos), "--weights", str(tmp_path / "rgb_weights"), "--out",
+        code = extract_main([str(videos), "--weights", str(tmp_path / "rgb_weights"), "--out",
                         str(tmp_path / "out"), *bad])  # fmt: skip
         assert code == 2 and why in capsys.readouterr().err

@@ -8,7 +8,9 @@ import pytest
 from videos import write_video
 
 from i3d_jax import extract_features as ef
-from i3d_jax import feature_presets, model
+from i3d_jax import model
+from i3d_jax.extract_features import presets as feature_presets
+from i3d_jax.extract_features.cli import main as extract_main
 from i3d_jax.weights import common, orbax_dir
 
 
@@ -52,7 +54,7 @@ def tiny(tmp_path_factory):
 def _run(tiny, out, *flags):
     args = [str(tiny / "v30.mp4"), "--weights", str(tiny / "tiny"), "--out", str(out),
             "--short-side", "32", "--crop-size", "32", "--no-progress", *flags]  # fmt: skip
-    assert ef.main(args) == 0
+    assert extract_main(args) == 0
     with np.load(out / "v30.npz") as z:
         return (z["features"], z["timestamps"], z["times"], json.loads(str(z["settings"])),
                 json.loads(str(z["preprocessing"])))  # fmt: skip

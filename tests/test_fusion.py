@@ -11,7 +11,8 @@ from flax import traverse_util
 from i3d_jax.data import video_folder
 from i3d_jax.inflate import cross_modality
 from i3d_jax.training import config as config_lib
-from i3d_jax.training import evaluation, state
+from i3d_jax.training import evaluation
+from i3d_jax.training.tasks import video_model as state
 from i3d_jax.weights import common, orbax_dir
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"

@@ -9,7 +9,10 @@ import pytest
 import scipy.linalg
 from videos import write_video
 
-from i3d_jax import fvd, fvd_cli, fvd_clips, model
+from i3d_jax import model
+from i3d_jax.fvd import cli as fvd_cli
+from i3d_jax.fvd import clips as fvd_clips
+from i3d_jax.fvd import distance as fvd
 from i3d_jax.weights import common
 
 N, T, S = 24, 10, 40  # videos per set, frames, frame size (resized to 32 for the tiny model)
@@ -220,7 +223,9 @@ def test_cli_npz_prints_the_protocol(cli, tmp_path, capsys, feature_fn, real):
     assert cli(argv) == 0
     out = capsys.readouterr().out.splitlines()
     result = json.loads(out[0])
-    assert result["fvd"] == pytest.approx(fvd.fvd(real, real[:, ::-1], feature_fn, P), rel=1e-9)
+    # The same clips in the same order (hence the same batches) as the CLI's: equal to rounding.
+    same = fvd.fvd(real, real[::-1][:, ::-1], feature_fn, P)
+    assert result["fvd"] == pytest.approx(same, rel=1e-9)
     assert result["protocol_name"] == "fvdall_10f" and result["protocol"]["resize"] == "tf1"
     assert result["real"] == {"videos": N, "clips": N, "skipped": 0}
     assert "fvdall_10f" in out[1] and "num_frames=10" in out[1] and "covariance=N-1" in out[1]
@@ -239,16 +244,16 @@ def test_cli_errors_and_skips(cli, tmp_path, capsys, real):
     assert result["real"] == {"videos": 5, "clips": 4, "skipped": 1} and result["fvd"] > 0
     assert "skipped" in captured.err and "z_bad.mp4" in captured.err
     assert "the covariance is singular" in captured.err  # 4 clips, 10 features
-    cases = {
-        ("--num-frames", "10", "--strict"): "z_bad.mp4",
-        ("--num-frames", "16"): "shorter than a clip of 16 frames",
-        ("--weights", str(tmp_path / "missing.pt")): "weights not found",
+    cases = {  # (flags): (exit status, message); 2: found before any work, 1: during it
+        ("--num-frames", "10", "--strict"): (1, "z_bad.mp4"),
+        ("--num-frames", "16"): (1, "shorter than a clip of 16 frames"),
+        ("--weights", str(tmp_path / "missing.pt")): (2, "weights not found"),
     }
-    for extra, message in cases.items():
-        assert cli([*base, *extra]) == 1
+    for extra, (code, message) in cases.items():
+        assert cli([*base, *extra]) == code
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and "Traceback" not in err
-    assert cli([str(tmp_path / "empty"), str(tmp_path / "b")]) == 1
+    assert cli([str(tmp_path / "empty"), str(tmp_path / "b")]) == 2
     assert "not found" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli([*base, "--num-frames", "0"])

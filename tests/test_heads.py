@@ -1,4 +1,4 @@
-"""Temporal heads (`i3d_jax.heads`) and their task (`i3d_jax.training.features`): masking, batch
+"""Temporal heads (`i3d_jax.heads`) and their task (`i3d_jax.training.tasks.features`): masking, batch
 invariance, time positions, bad feature files, and a head trained through the loop on 8 devices
 equal to 1 device. Tiny shapes: D = 5, N <= 16."""
 
@@ -16,9 +16,11 @@ from multihost_worker import ROOT
 
 from configs.heads import tcn
 from i3d_jax import heads, sharding
+from i3d_jax.data import feature_files
 from i3d_jax.extract_features import fingerprint
 from i3d_jax.training import config as config_lib
-from i3d_jax.training import evaluate, features, loop
+from i3d_jax.training import evaluate, loop, task
+from i3d_jax.training.tasks import features
 
 D, K = 5, 3
 SETTINGS = {"window": 16, "stride": 4, "fps": 25.0, "endpoint": "Mixed_5c"}
@@ -92,8 +94,8 @@ def _write(path, n, dim=D, settings=SETTINGS, shift=0.0, stride=4, seed=0, fps=2
 def test_time_positions_line_up_across_strides(tmp_path):
     """The same video at stride 4 and 8: window j at stride 8 starts where window 2j at stride 4
     does; their times (window centres, seconds) and encodings are equal, unlike by index."""
-    s4 = features.read_feature_file(_write(tmp_path / "s4.npz", 20, stride=4))
-    s8 = features.read_feature_file(_write(tmp_path / "s8.npz", 10, stride=8))
+    s4 = feature_files.read_feature_file(_write(tmp_path / "s4.npz", 20, stride=4))
+    s8 = feature_files.read_feature_file(_write(tmp_path / "s8.npz", 10, stride=8))
     np.testing.assert_allclose(s4["times"][:3], [0.32, 0.48, 0.64], rtol=1e-6)  # (4i + 8) / 25
     np.testing.assert_allclose(s8["times"], s4["times"][::2], rtol=1e-6)
     e4 = heads.time_encoding(s4["times"], 16)
@@ -109,8 +111,8 @@ def test_bad_files_are_skipped_with_their_reason_and_counted(tmp_path, capsys):
     _write(root / "train/a/wide.npz", 6, dim=D + 2)
     _write(root / "train/b/empty.npz", 0)
     _write(root / "train/unlabelled.npz", 4)
-    items = features.folder_items(root, "train")
-    out = features.scan(items, ("a", "b"))
+    items = feature_files.folder_items(root, "train")
+    out = feature_files.scan(items, ("a", "b"))
     assert sorted(pathlib.Path(e["path"]).name for e in out.examples) == ["good.npz", "good2.npz"]
     assert [int(e["label"]) for e in out.examples] == [0, 1]
     msgs = out.skipped  # in scan order: the split folder's own files, then class by class
@@ -124,7 +126,7 @@ def test_bad_files_are_skipped_with_their_reason_and_counted(tmp_path, capsys):
         "path,label,split\ntrain/a/good.npz,a,train\ntrain/b/good2.npz,,train\n"
         "train/a/good.npz,zebra,train\ntrain/a/good.npz,a,validation\n"
     )
-    out = features.scan(features.csv_items(root / "list.csv", "train"), ("a", "b"))
+    out = feature_files.scan(feature_files.csv_items(root / "list.csv", "train"), ("a", "b"))
     assert len(out.examples) == 1 and len(out.skipped) == 2
     assert "good2.npz: no label" in out.skipped[0]
     assert "label 'zebra' is not one of ['a', 'b']" in out.skipped[1]
@@ -135,7 +137,7 @@ def test_mixed_extraction_settings_are_refused_naming_both_files(tmp_path):
     first = _write(root / "train/a/v1.npz", 5)
     other = _write(root / "train/b/v2.npz", 5, settings={**SETTINGS, "stride": 16})
     with pytest.raises(ValueError) as e:
-        features.scan(features.folder_items(root, "train"), ("a", "b"))
+        feature_files.scan(feature_files.folder_items(root, "train"), ("a", "b"))
     assert f"{other} was extracted with other settings than {first} (stride 4 -> 16)" in str(
         e.value
     )
@@ -213,7 +215,7 @@ def test_head_configs_are_valid(name):
     c = importlib.import_module(f"configs.{name}").get_config()
     config_lib.validate_config(c)
     assert c.task == "features"
-    model = features.FeatureSequenceClassification().build_model(c)
+    model = features.FeatureSequenceClassification(c).build_model()
     assert model.name is None and type(model) is heads.HEADS[c.head.name]
 
 
@@ -223,7 +225,7 @@ def test_unknown_task_and_head_options_are_named():
     with pytest.raises(
         ValueError, match=r"config.task='audio' is not one of \['features', 'video'\]"
     ):
-        features.task_for(c)
+        task.task_for(c)
     with pytest.raises(ValueError, match=r"head 'mean' has no option \['hidden'\]"):
         heads.build_head("mean", 2, hidden=3)
     with pytest.raises(ValueError, match=r"unknown head 'gru'"):
@@ -235,7 +237,7 @@ def test_unknown_task_and_head_options_are_named():
 
 
 def test_tfds_builder_packs_the_folder_records_settings_and_refuses_a_mix(tmp_path):
-    from i3d_jax.feature_dataset import FeatureSequences
+    from i3d_jax.data.feature_dataset import FeatureSequences
 
     root = _dataset(tmp_path / "feats", n_train=6, n_eval=4)
     _write(root / "train/c1/wide.npz", 5, dim=D + 1)

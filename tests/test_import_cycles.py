@@ -1,5 +1,7 @@
 """The package imports in one direction: no cycle in the graph of `i3d_jax` modules, with
-function-level imports counted (read with `ast`, nothing imported)."""
+function-level imports counted (read with `ast`, nothing imported), and the layers of
+docs/architecture.md: the network core imports nothing above it, training imports no tool, the
+tools and projects sit on top."""
 
 import ast
 import pathlib
@@ -85,15 +87,77 @@ def test_no_import_cycle_in_the_package():
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
-def test_training_layers_import_one_way():
-    """config -> state -> steps -> checkpoints/run_utils -> evaluation -> video -> loop/evaluate;
-    evaluation and the eval entry never import the loop."""
+# The layers, lowest first (docs/architecture.md). A module imports its own layer or lower ones.
+LAYERS = ("core", "weights and flow", "data", "training", "tools", "projects")
+TOOLS = ("i3d_jax.extract_features", "i3d_jax.predict", "i3d_jax.fvd", "i3d_jax.flow.cli",
+         "i3d_jax.flow.__main__")  # fmt: skip
+
+
+def layer_of(module: str) -> int:
+    """The layer index of a module of the package (the most specific rule first)."""
+
+    def under(*prefixes: str) -> bool:
+        return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+    if under("i3d_jax.projects"):
+        return LAYERS.index("projects")
+    if under(*TOOLS):
+        return LAYERS.index("tools")
+    if under("i3d_jax.training"):
+        return LAYERS.index("training")
+    if under("i3d_jax.data"):
+        return LAYERS.index("data")
+    if under("i3d_jax.weights", "i3d_jax.flow"):
+        return LAYERS.index("weights and flow")
+    return LAYERS.index("core")
+
+
+def layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    """`a imports b` for every import of a higher layer."""
+    return sorted(
+        f"{mod} ({LAYERS[layer_of(mod)]}) imports {dep} ({LAYERS[layer_of(dep)]})"
+        for mod, deps in graph.items()
+        for dep in deps
+        if layer_of(dep) > layer_of(mod)
+    )
+
+
+def test_the_package_imports_only_downward():
     graph = import_graph()
-    order = ["config", "state", "steps", "checkpoints", "run_utils", "evaluation", "task",
-             "video", "evaluate", "loop"]  # fmt: skip
+    assert {"i3d_jax.model", "i3d_jax.training.loop", "i3d_jax.predict.cli"} <= set(graph)
+    assert layer_violations(graph) == []
+
+
+def test_the_layer_check_catches_an_upward_import(tmp_path):
+    """A network module importing a training module (here at function level) is caught."""
+    pkg = tmp_path / "i3d_jax"
+    (pkg / "training").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "training" / "__init__.py").write_text("")
+    (pkg / "training" / "loop.py").write_text("from i3d_jax import model\n")
+    (pkg / "model.py").write_text("def f():\n    from i3d_jax.training import loop\n")
+    graph = import_graph(pkg)
+    assert find_cycle(graph) == ["i3d_jax.model", "i3d_jax.training.loop", "i3d_jax.model"]
+    assert layer_violations(graph) == [
+        "i3d_jax.model (core) imports i3d_jax.training (training)",
+        "i3d_jax.model (core) imports i3d_jax.training.loop (training)",
+    ]
+    (pkg / "model.py").write_text("import numpy\n")
+    assert layer_violations(import_graph(pkg)) == []
+
+
+def test_training_layers_import_one_way():
+    """config -> state -> steps -> checkpoints/run_utils -> evaluation -> task -> tasks ->
+    evaluate/loop; the generic loop imports no task, evaluation never imports the loop."""
+    graph = import_graph()
+    order = ["defaults", "config", "state", "steps", "checkpoints", "run_utils", "evaluation",
+             "task", "tasks.video_model", "tasks.video", "tasks.features", "evaluate", "loop",
+             "cli"]  # fmt: skip
     rank = {f"i3d_jax.training.{m}": i for i, m in enumerate(order)}
+    assert set(rank) <= set(graph), set(rank) - set(graph)
     for mod, deps in graph.items():
         for dep in deps:
             if mod in rank and dep in rank:
                 assert rank[dep] < rank[mod], f"{mod} imports {dep}, a later layer"
     assert "i3d_jax.training.loop" not in graph["i3d_jax.training.evaluate"]
+    assert not {d for d in graph["i3d_jax.training.loop"] if d.startswith("i3d_jax.training.tasks")}

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from videos import write_video
 
-from i3d_jax import convert, model, predict, samples
-from i3d_jax.weights import common, orbax_dir
+from i3d_jax import model, preprocess, samples
+from i3d_jax.predict import classify
+from i3d_jax.predict.cli import main as predict_main
+from i3d_jax.weights import common, convert, orbax_dir
 
 
 def test_sample_clip_is_playing_cricket(shared_data, tmp_path, capsys):
@@ -20,7 +22,7 @@ def test_sample_clip_is_playing_cricket(shared_data, tmp_path, capsys):
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video")
     gif = samples.CRICKET
-    code = predict.main(
+    code = predict_main(
         [
             str(gif),
             str(bad),
@@ -53,14 +55,14 @@ def test_chunks_average_per_time_logits(tmp_path):
     write_video(path, frames)
     net = model.tiny(num_classes=4)
     variables = jax.jit(net.init)(jax.random.key(0), jnp.zeros((1, 16, 32, 32, 3)))
-    whole = predict.Classifier(net, variables, short_side=None, crop=32, chunk=1000)
-    chunked = predict.Classifier(net, variables, short_side=None, crop=32, chunk=16)
+    whole = classify.Classifier(net, variables, short_side=None, crop=32, chunk=1000)
+    chunked = classify.Classifier(net, variables, short_side=None, crop=32, chunk=16)
     logits_whole, n = whole(path)
     logits_chunked, n2 = chunked(path)
     assert n == n2 == 40
     # Chunks of 16, 16 and a tail of 8 (< 9, the minimum) merged into the second: 16 + 24.
-    clip = predict.preprocess.to_float(
-        predict.preprocess.center_crop(predict.preprocess.load_video(path, short_side=None), 32)
+    clip = preprocess.to_float(
+        preprocess.center_crop(preprocess.load_video(path, short_side=None), 32)
     )[None]
     per_time = [
         np.asarray(jax.jit(net.apply)(variables, clip[:, a:b])[1]["Logits_per_time"][0])
@@ -100,17 +102,17 @@ def test_bad_weights_labels_and_chunks_are_errors_not_tracebacks(tiny_weights, c
         (["--weights", weights, "--chunk", "4"], "chunk must be at least 9 frames"),
     ]
     for args, message in cases:
-        assert predict.main([clip, *args, *common_args]) == 2, args
+        assert predict_main([clip, *args, *common_args]) == 2, args
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err, (args, err)
     for bad in (["--chunk", "0"], ["--top", "0"], ["--short_side", "16"]):
         with pytest.raises(SystemExit) as exit_:
-            predict.main([clip, "--weights", weights, *common_args, *bad])
+            predict_main([clip, "--weights", weights, *common_args, *bad])
         assert exit_.value.code == 2 and bad[0] in capsys.readouterr().err
     net = model.tiny()
     with pytest.raises(ValueError, match="at least 9 frames"):
-        predict.Classifier(net, {}, chunk=8)
-    assert predict.Classifier(net, {}, chunk=9).min_frames == 9
+        classify.Classifier(net, {}, chunk=8)
+    assert classify.Classifier(net, {}, chunk=9).min_frames == 9
 
 
 def test_labels_stored_by_convert_are_used(tiny_weights, tmp_path, capsys):
@@ -122,7 +124,7 @@ def test_labels_stored_by_convert_are_used(tiny_weights, tmp_path, capsys):
     (tmp_path / "names.txt").unlink()  # the names travel in the card, not by path
     clip = str(tiny_weights / "clip.mp4")
     args = [clip, "--weights", str(dest), "--short_side", "32", "--crop", "32", "--json"]
-    assert predict.main(args) == 0
+    assert predict_main(args) == 0
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert [t["label"] for t in record["top"]] == [names[t["index"]] for t in record["top"]]
-    assert predict.main([*args, "--labels", "kinetics400"]) == 2  # 400 names for 10 classes
+    assert predict_main([*args, "--labels", "kinetics400"]) == 2  # 400 names for 10 classes

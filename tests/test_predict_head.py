@@ -12,8 +12,11 @@ from test_heads import _config
 from videos import write_video
 
 from i3d_jax import extract_features as ef
-from i3d_jax import model, predict, sharding
-from i3d_jax.training import features, loop
+from i3d_jax import model, sharding
+from i3d_jax.data import feature_files
+from i3d_jax.predict import cli as predict
+from i3d_jax.training import loop
+from i3d_jax.training.tasks import features
 from i3d_jax.weights import common, orbax_dir
 
 CONFIG = ef.ExtractConfig(window=16, stride=8, fps=25.0, short_side=32, crop_size=32, batch_size=4)
@@ -54,10 +57,10 @@ def test_predict_head_equals_the_head_over_its_training_features(run, capsys):
     out, err = capsys.readouterr()
     assert "error: " in err and "bad.mp4" in err and "1 of 2 videos failed" in err
     record = json.loads(out.strip().splitlines()[-1])
-    ex = features.read_feature_file(d / "feats/train/c1/v3.npz")
+    ex = feature_files.read_feature_file(d / "feats/train/c1/v3.npz")
     assert record["video"] == str(videos[3]) and record["windows"] == len(ex["features"]) == 5
     c = _config(d / "feats")
-    head = features.FeatureSequenceClassification().build_model(c)
+    head = features.FeatureSequenceClassification(c).build_model()
     n = len(ex["features"])
     want = head.apply({"params": jax.device_get(state["params"])}, ex["features"][None],
                       np.ones((1, n), bool), ex["times"][None])[0][0]  # fmt: skip
@@ -79,10 +82,10 @@ def test_heads_with_other_settings_or_width_are_refused(run, tmp_path, capsys):
     # the same settings, a head expecting another width
     narrow = tmp_path / "narrow"
     shutil.copytree(wd, narrow)
-    cfg = json.loads((narrow / "config.json").read_text())
-    width = cfg["features"]["feature_dim"]
-    cfg["features"]["feature_dim"] = 7
-    (narrow / "config.json").write_text(json.dumps(cfg))
+    card = json.loads((narrow / "data.json").read_text())  # what the run recorded of its data
+    width = card["feature_dim"]
+    card["feature_dim"] = 7
+    (narrow / "data.json").write_text(json.dumps(card))
     assert predict.main([video, "--head", str(narrow)]) == 2
     err = capsys.readouterr().err
     assert (
@@ -97,8 +100,8 @@ def test_heads_with_other_settings_or_width_are_refused(run, tmp_path, capsys):
 
 
 def test_a_head_trained_from_a_tfds_build_reads_its_settings_from_the_metadata(run, tmp_path):
-    from i3d_jax import predict_head
-    from i3d_jax.feature_dataset import FeatureSequences
+    from i3d_jax.data.feature_dataset import FeatureSequences
+    from i3d_jax.predict import head as predict_head
 
     wd, d, _, _ = run
     b = FeatureSequences(folder=d / "feats", data_dir=tmp_path / "tfds")

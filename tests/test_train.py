@@ -38,6 +38,7 @@ from i3d_jax import preprocess, sharding
 from i3d_jax.training import config as config_lib
 from i3d_jax.training import loop, state
 from i3d_jax.training.config import TrainingError
+from i3d_jax.training.tasks import video_model
 from i3d_jax.weights import common
 
 WORKER = str(pathlib.Path(__file__).with_name("multihost_worker.py"))
@@ -62,7 +63,7 @@ def test_8_devices_match_1_device(micro_reference):
 
 def test_fsdp_matches_data_parallel(micro_reference):
     config = micro_config(**{"mesh.fsdp": 2, "mesh.fsdp_min_size": 1})
-    s = loop.setup(config)
+    s = loop.setup(config, data=micro_data())
     kernel = s.state["params"]["Conv3d_1a"]["kernel"]
     assert kernel.sharding.spec == jax.sharding.PartitionSpec(None, None, None, None, "fsdp")
     assert s.mesh.shape == {"data": 4, "fsdp": 2}
@@ -73,7 +74,7 @@ def test_fsdp_matches_data_parallel(micro_reference):
 
 def _reference_grouped(config, train_state, batch, k):
     """Loss and BN running stats when each group of k examples is its own BatchNorm batch."""
-    model = state.build_model(config)
+    model = video_model.build_model(config)
     variables = {"params": train_state["params"], "batch_stats": train_state["batch_stats"]}
     ces, stats = [], []
     apply = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))
@@ -92,7 +93,7 @@ def test_batchnorm_modes_compute_what_they_say(k):
     """k=0: global statistics; 1 and 2: groups inside a device (16 / 8 devices = 2 per device);
     4: groups spanning 2 devices (statistics averaged over the `bn` axis)."""
     config = micro_config(batch_size=16, **{"bn.group_size": k, "lr.base": 0.0})
-    s = loop.setup(config)
+    s = loop.setup(config, data=micro_data())
     batch = fixed_batches(1, 16, seed=3)[0]
     expected_loss, expected_stats = _reference_grouped(config, s.state, batch, k or 16)
     global_loss, _ = _reference_grouped(config, s.state, batch, 16)
@@ -109,8 +110,8 @@ def test_grad_accumulation_averages_micro_batch_gradients():
     losses, params = run_steps(config, [batch])
     # Reference: gradients of examples 0, 2, ..., 14 and 1, 3, ..., 15 (BatchNorm statistics per
     # micro-batch), averaged, one SGD update. The initial variables are the model's init (seed 0).
-    model = state.build_model(micro_config())
-    init = jax.jit(lambda r: state.init_variables(micro_config(), model, r))(
+    model = video_model.build_model(micro_config())
+    init = jax.jit(lambda r: video_model.init_variables(micro_config(), model, r))(
         jax.random.key(0, impl="rbg")
     )
     p0, bs = jax.device_get(init["params"]), jax.device_get(init["batch_stats"])
@@ -298,9 +299,9 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 
 def test_batch_not_divisible_by_devices():
     with pytest.raises(ValueError, match=r"batch_size=12 .* not divisible by the 8 devices"):
-        loop.setup(micro_config(batch_size=12))
+        loop.setup(micro_config(batch_size=12), data=micro_data())
     with pytest.raises(ValueError, match=r"group_size=3"):
-        loop.setup(micro_config(batch_size=16, **{"bn.group_size": 3}))
+        loop.setup(micro_config(batch_size=16, **{"bn.group_size": 3}), data=micro_data())
 
 
 def test_clip_longer_than_videos_without_looping(tmp_path):
@@ -345,15 +346,15 @@ def test_train_py_rejects_bad_field_name_and_value(tmp_path):
             "--workdir", str(tmp_path)]  # fmt: skip
     r = subprocess.run(base + ["--config.model.presett=tiny"], capture_output=True, text=True,
                        cwd=ROOT, env=_env(), timeout=120)  # fmt: skip
-    assert r.returncode == 1 and r.stderr.startswith("error: 'presett' Did you mean \"preset\"")
+    assert r.returncode == 2 and r.stderr.startswith("error: 'presett' Did you mean \"preset\"")
     assert "Traceback" not in r.stderr
     r = subprocess.run(base + ["--config.lr.schedule=linear"], capture_output=True, text=True,
                        cwd=ROOT, env=_env(), timeout=120)  # fmt: skip
-    assert r.returncode == 1 and "error: config.lr.schedule='linear'" in r.stderr
+    assert r.returncode == 2 and "error: config.lr.schedule='linear'" in r.stderr
     assert "Traceback" not in r.stderr
     r = subprocess.run(base[:2] + ["--config", "configs/nope.py", "--workdir", str(tmp_path)],
                        capture_output=True, text=True, cwd=ROOT, env=_env(), timeout=120)  # fmt: skip
-    assert r.returncode == 1 and r.stderr.startswith("error: ") and "configs/nope.py" in r.stderr
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and "configs/nope.py" in r.stderr
     assert "Traceback" not in r.stderr
     assert not any(tmp_path.iterdir())  # failed before any work
 
@@ -428,6 +429,9 @@ class _FeatureTask:
     best_metric = "top1"
     inputs = ("features", "mask")
 
+    def __init__(self, config):
+        self.config = config
+
     @staticmethod
     def examples(n=32, seed=0):
         rng = np.random.default_rng(seed)
@@ -440,16 +444,16 @@ class _FeatureTask:
             out.append({"features": x, "mask": mask, "label": np.int32(label)})
         return out
 
-    def build_model(self, config, bn_axis_name=None):
-        return _MaskedMeanHead(config.model.num_classes)
+    def build_model(self, bn_axis_name=None):
+        return _MaskedMeanHead(self.config.model.num_classes)
 
-    def init_variables(self, config, model, rng):
+    def init_variables(self, model, data, rng):
         return {**model.init(rng, jnp.zeros((1, 6, 5)), jnp.ones((1, 6))), "batch_stats": {}}
 
-    def initial_variables(self, config, model, rng):
+    def initial_variables(self, model, data, rng):
         return None
 
-    def forward(self, config, model):
+    def forward(self, model):
         def fwd(variables, batch, train, rng):
             logits = model.apply({"params": variables["params"]}, batch["features"], batch["mask"])
             return logits, variables["batch_stats"]
@@ -460,16 +464,19 @@ class _FeatureTask:
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
         return loss, (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
 
-    def data(self, config):
+    def data(self):
         return self.examples()
 
-    def train_iterator(self, config, data):
-        ds = grain.MapDataset.source(data).shuffle(seed=config.seed).repeat()
-        return iter(ds.batch(config.batch_size, drop_remainder=True))
+    def data_card(self, data):
+        return {"examples": len(data)}
 
-    def evaluate(self, config, model, variables, mesh, data, checkpoint=""):
+    def train_iterator(self, data):
+        ds = grain.MapDataset.source(data).shuffle(seed=self.config.seed).repeat()
+        return iter(ds.batch(self.config.batch_size, drop_remainder=True))
+
+    def evaluate(self, model, variables, mesh, data, checkpoint=""):
         batch = {k: np.stack([e[k] for e in data]) for k in ("features", "mask", "label")}
-        logits = self.forward(config, model)(variables, batch, False, None)[0]
+        logits = self.forward(model)(variables, batch, False, None)[0]
         return {"top1": float(np.mean(np.argmax(logits, -1) == batch["label"])), "n": len(data)}
 
     def write_reports(self, outdir, results):
@@ -478,12 +485,13 @@ class _FeatureTask:
 
 def test_a_second_task_trains_through_the_same_loop(tmp_path):
     config = micro_config(num_train_steps=6, **{"model.num_classes": 2, "lr.base": 0.5})
-    res = loop.train_and_evaluate(config, tmp_path, task=_FeatureTask())
+    res = loop.train_and_evaluate(config, tmp_path, task=_FeatureTask(config))
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in rows if "loss" in r]
     assert len(losses) == 6 and losses[-1] < losses[0]
     assert res["eval"]["top1"] == 1.0 and rows[-1]["val_top1"] == 1.0
     assert (tmp_path / "best" / "6").is_dir() and (tmp_path / "eval" / "n.txt").read_text() == "32"
     assert json.loads((tmp_path / "eval" / "results.json").read_text())["top1"] == 1.0
-    res = loop.train_and_evaluate(config, tmp_path, task=_FeatureTask())  # and it is finished
+    assert json.loads((tmp_path / "data.json").read_text()) == {"examples": 32}
+    res = loop.train_and_evaluate(config, tmp_path, task=_FeatureTask(config))  # and it is finished
     assert res["finished_before"] and res["eval"]["top1"] == 1.0

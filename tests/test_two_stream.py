@@ -11,11 +11,10 @@ import pathlib
 import pytest
 from multihost_worker import micro_source, restart_config
 
-from i3d_jax import two_stream
 from i3d_jax.data import pipeline
+from i3d_jax.projects.two_stream import cli as two_stream
+from i3d_jax.projects.two_stream.run import CONFIGS
 from i3d_jax.training import evaluate
-
-CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs" / "two_stream"
 
 
 def test_fusion_results_hold_each_stream_and_the_fusion_side_by_side(

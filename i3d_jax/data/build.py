@@ -34,7 +34,7 @@ import sys
 
 import tensorflow_datasets as tfds
 
-from i3d_jax import flow
+from i3d_jax import cli, flow
 from i3d_jax.data import flow_build, schema, video_folder
 from i3d_jax.data.synthetic_motion import SyntheticMotion
 from i3d_jax.data.video_folder import VideoFolder
@@ -61,9 +61,7 @@ def _none_or(kind):
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m i3d_jax.data.build", description=__doc__.split("\n\n")[0]
-    )
+    p = cli.ArgumentParser(prog="python -m i3d_jax.data.build", description=__doc__)
     p.add_argument("name", help="synthetic_motion | video_folder | a TFDS catalog name")
     p.add_argument("--data_dir", required=True, help="where datasets are written")
     p.add_argument("--manual_dir", help="video_folder: the source folder (or TFDS manual_dir)")
@@ -73,7 +71,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--csv", action="append", help="Kinetics-style CSV (repeatable)")
     g.add_argument("--fps", type=_none_or(float), default=25.0, help="frame rate; none: native")
     g.add_argument("--short_side", type=_none_or(int), default=256, help="pixels; none: keep")
-    g.add_argument("--max_frames", type=int, default=None)
+    g.add_argument(
+        "--max_frames", type=int, default=None, help="frames kept per video (default all)"
+    )
     g.add_argument(
         "--allow_truncated", action="store_true", help="keep files that end before their length"
     )
@@ -94,15 +94,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     g.add_argument("--flow_bound", type=float, help="quantisation bound in pixels (default 20)")
     g = p.add_argument_group("synthetic_motion (override the config's fields)")
-    g.add_argument("--num_classes", type=int)
-    g.add_argument("--num_frames", type=int)
-    g.add_argument("--size", type=int)
-    g.add_argument("--num_train", type=int)
-    g.add_argument("--num_validation", type=int)
-    g.add_argument("--seed", type=int)
-    g.add_argument("--speed", type=float)
-    g.add_argument("--rotation_deg", type=float)
-    g.add_argument("--noise", type=float)
+    g.add_argument("--num_classes", type=int, help="classes of motion")
+    g.add_argument("--num_frames", type=int, help="frames per video")
+    g.add_argument("--size", type=int, help="frame side in pixels")
+    g.add_argument("--num_train", type=int, help="training videos")
+    g.add_argument("--num_validation", type=int, help="validation videos")
+    g.add_argument("--seed", type=int, help="generator seed")
+    g.add_argument("--speed", type=float, help="pixels per frame")
+    g.add_argument("--rotation_deg", type=float, help="degrees per frame of the rotation classes")
+    g.add_argument("--noise", type=float, help="pixel noise (std)")
     args = p.parse_args(argv)
     flow_flags = [f"--{k}" for k in _FLOW_OPTIONS if getattr(args, k) is not None]
     if flow_flags and (args.name != "video_folder" or args.config != "flow"):
@@ -148,7 +148,7 @@ def make_builder(args: argparse.Namespace) -> tfds.core.DatasetBuilder:
         name = args.config or SyntheticMotion.DEFAULT_CONFIG_NAME
         known = {c.name: c for c in SyntheticMotion.BUILDER_CONFIGS}
         if name not in known:
-            raise SystemExit(
+            raise cli.UsageError(
                 f"synthetic_motion: unknown --config {name!r}; expected one of {sorted(known)}"
             )
         overrides = {
@@ -168,7 +168,10 @@ def make_builder(args: argparse.Namespace) -> tfds.core.DatasetBuilder:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    return cli.run(_build, parse_args(argv))
+
+
+def _build(args: argparse.Namespace) -> int:
     tfds.disable_progress_bar()  # our builders show their own bar with a known total
     download_config = tfds.download.DownloadConfig(manual_dir=args.manual_dir)
     try:
@@ -180,8 +183,7 @@ def main(argv=None) -> int:
             builder = make_builder(args)
             builder.download_and_prepare(download_config=download_config)
     except (video_folder.SourceMismatchError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        raise cli.UsageError(cli.message(e)) from e  # found before any video was read
     info = builder.info
     skipped = info.metadata.get(schema.SKIPPED_KEY, {"count": 0}) if info.metadata else {}
     print(

@@ -310,6 +310,18 @@ class _JaxBatcher:
         self.bar.update(len(items))
 
 
+def _flow_now(frames: np.ndarray, settings: FlowSettings, flow_fn, bar) -> np.ndarray:
+    """One video's quantised flow from `flow_fn` (tests) or OpenCV's solver, at once."""
+    if flow_fn is not None:
+        pixels = np.asarray(flow_fn(frames), np.float32)
+        bar.update(len(frames) - 1)
+    else:
+        pixels = flow.compute_flow(
+            frames, backend="opencv", params=settings.params, progress=bar.update
+        )
+    return preprocess.quantize_flow(pixels, settings.bound)
+
+
 def flow_videos(
     videos: Iterable[np.ndarray],
     settings: FlowSettings,
@@ -369,14 +381,7 @@ def flow_videos(
                 if total_pairs is not None:
                     bar.total = max(bar.total - (t - 1), 0)
             elif batcher is None:
-                if flow_fn is not None:
-                    pixels = np.asarray(flow_fn(frames), np.float32)
-                    bar.update(t - 1)
-                else:
-                    pixels = flow.compute_flow(
-                        frames, backend="opencv", params=settings.params, progress=bar.update
-                    )
-                job.out = preprocess.quantize_flow(pixels, settings.bound)
+                job.out = _flow_now(frames, settings, flow_fn, bar)
                 finished(job)
             else:
                 job.gray, job.remaining = flow.to_gray(frames), t - 1

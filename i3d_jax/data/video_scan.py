@@ -8,19 +8,8 @@ import dataclasses
 import os
 import pathlib
 
-VIDEO_EXTENSIONS = (
-    ".mp4",
-    ".avi",
-    ".mkv",
-    ".webm",
-    ".mov",
-    ".m4v",
-    ".mpg",
-    ".mpeg",
-    ".ogv",
-    ".flv",
-    ".gif",
-)
+from i3d_jax.preprocess import VIDEO_SUFFIXES as VIDEO_EXTENSIONS
+
 CSV_COLUMNS = ("label", "youtube_id", "time_start", "time_end", "split")
 _SPLIT_ALIASES = {"val": "validation", "valid": "validation", "validate": "validation"}
 

@@ -2,6 +2,7 @@
 by a validation metric, and where results, metrics and the config go.
 
     <workdir>/config.json            the resolved config
+    <workdir>/data.json              what the run's data was (class names, feature width, ...)
     <workdir>/checkpoints/<step>/    `state` (+ `data`: every host's Grain iterator state); last k
     <workdir>/best/<step>/           `state` with the best validation metric (one kept)
     <workdir>/metrics.jsonl, tb/, metrics.png
@@ -36,6 +37,7 @@ class Workdir:
     checkpoints = property(lambda self: self.root / "checkpoints")
     best = property(lambda self: self.root / "best")
     config = property(lambda self: self.root / "config.json")
+    data_card = property(lambda self: self.root / "data.json")
     metrics = property(lambda self: self.root / "metrics.jsonl")
     tensorboard = property(lambda self: self.root / "tb")
     plot = property(lambda self: self.root / "metrics.png")

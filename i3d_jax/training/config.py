@@ -1,8 +1,15 @@
-"""Config validation: every check that can fail before any data, model or device work."""
+"""Configs: loading a config file, dotted fields and `field=value` overrides, and validation (every
+check that can fail before any data, model or device work)."""
 
 from __future__ import annotations
 
+import ast
+import hashlib
 import importlib.util
+import os
+import pathlib
+import sys
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -39,23 +46,16 @@ class TrainingError(RuntimeError):
     """A run stopped for a reason the user should read (non-finite loss, bad checkpoint, ...)."""
 
 
-def _get(config: ml_collections.ConfigDict, field: str) -> Any:
-    value = config
-    for part in field.split("."):
-        value = value[part]
-    return value
-
-
 def validate_config(config: ml_collections.ConfigDict) -> None:
     """Raises ValueError naming the first bad field (before any data, model or device work)."""
     choices = {"modality": CHOICES["modality"], "model.preset": PRESETS, **CHOICES}
     for field, allowed in choices.items():
-        if _get(config, field) not in allowed:
+        if get_field(config, field) not in allowed:
             raise ValueError(
-                f"config.{field}={_get(config, field)!r} is not one of {sorted(allowed)}"
+                f"config.{field}={get_field(config, field)!r} is not one of {sorted(allowed)}"
             )
     for field in POSITIVE:
-        value = _get(config, field)
+        value = get_field(config, field)
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"config.{field}={value!r} must be a positive integer")
     if not 0.0 <= config.model.dropout_rate < 1.0:
@@ -73,9 +73,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"config.lr.base={config.lr.base} must be >= 0")
     need = schedules.min_frames(config.model.schedule)
     for field in ("input.clip_length", "eval.clip_length", "eval.max_frames"):
-        if _get(config, field) < need:
+        if get_field(config, field) < need:
             raise ValueError(
-                f"config.{field}={_get(config, field)} is shorter than the {need} frames pooling "
+                f"config.{field}={get_field(config, field)} is shorter than the {need} frames pooling "
                 f"schedule {config.model.schedule!r} needs"
             )
     if len(config.eval.fusion_weights) != 2:
@@ -87,9 +87,9 @@ def check_devices(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
     n_dev, n_proc = mesh.devices.size, jax.process_count()
     micro = config.batch_size // config.grad_accum_steps
     for name in ("batch_size", "eval.batch_size"):
-        if _get(config, name) % n_proc:
+        if get_field(config, name) % n_proc:
             raise ValueError(
-                f"config.{name}={_get(config, name)} is not divisible by {n_proc} processes"
+                f"config.{name}={get_field(config, name)} is not divisible by {n_proc} processes"
             )
     if micro % n_dev:
         raise ValueError(
@@ -110,14 +110,79 @@ def check_devices(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
             )
 
 
-def load_config_file(path: str) -> ml_collections.ConfigDict:
-    """`get_config()` of a config file (e.g. the other stream's, for two-stream fusion)."""
-    spec = importlib.util.spec_from_file_location("_i3d_config", path)
-    if spec is None or spec.loader is None:
-        raise FileNotFoundError(f"config file {path!r} not found")
+def load_config_file(path: str | os.PathLike) -> ml_collections.ConfigDict:
+    """`get_config()` of a config file. The folder that holds its outermost package (the first
+    parent without `__init__.py`, e.g. the repository root for `configs/ablations/x.py`) goes on
+    `sys.path`, so `from configs import default` works from any working directory."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {str(path)!r} not found (expected e.g. configs/X.py)")
+    root = path.resolve().parent
+    while (root / "__init__.py").is_file() and root.parent != root:
+        root = root.parent
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    name = "_i3d_config_" + hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
-    except FileNotFoundError as e:
-        raise FileNotFoundError(f"config file {path!r} not found") from e
-    return module.get_config()
+        return module.get_config()
+    except Exception as e:  # noqa: BLE001 - any failure of a user's config file is reported
+        raise ValueError(f"config file {str(path)!r} did not load: {type(e).__name__}: {e}") from e
+
+
+def parse_value(field: str, text: str, old: Any) -> Any:
+    """A command-line value in the type of the config field it replaces."""
+    if isinstance(old, bool):
+        if text.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(f"{field}={text!r}: expected true or false")
+        return text.lower() in ("true", "1")
+    if isinstance(old, (int, float)):
+        try:
+            return type(old)(float(text) if isinstance(old, float) else int(text))
+        except ValueError:
+            kind = "a number" if isinstance(old, float) else "an integer"
+            raise ValueError(f"{field}={text!r}: expected {kind}") from None
+    if isinstance(old, tuple):
+        try:
+            return tuple(ast.literal_eval(text))
+        except (ValueError, SyntaxError, TypeError):
+            raise ValueError(f"{field}={text!r}: expected a tuple such as (1, 2)") from None
+    return text
+
+
+def get_field(config: ml_collections.ConfigDict, field: str) -> Any:
+    """`config.a.b` of the dotted name `"a.b"` (ValueError naming an unknown field)."""
+    node = config
+    for part in field.split("."):
+        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+            raise ValueError(f"unknown config field {field!r} (see configs/default.py)")
+        node = node[part]
+    return node
+
+
+def with_overrides(
+    config: ml_collections.ConfigDict, overrides: Sequence[tuple[str, Any]]
+) -> ml_collections.ConfigDict:
+    """A copy of `config` with `field -> value` overrides (dotted fields) applied."""
+    config = ml_collections.ConfigDict(config.to_dict())
+    for field, value in overrides:
+        get_field(config, field)
+        parent, _, leaf = field.rpartition(".")
+        node = get_field(config, parent) if parent else config
+        node[leaf] = value
+    return config
+
+
+def parse_assignment(text: str, config: ml_collections.ConfigDict, many: bool) -> tuple:
+    """`("a.b", value)` of `a.b=value` (`many`: a tuple of `a.b=v1,v2`), typed as the field."""
+    if "=" not in text:
+        raise ValueError(f"{text!r}: expected FIELD=VALUE{',VALUE...' if many else ''}")
+    field, _, values = text.partition("=")
+    old = get_field(config, field.strip())
+    parts = [v.strip() for v in values.split(",")] if many else [values.strip()]
+    if not all(parts):
+        raise ValueError(f"{text!r}: empty value")
+    parsed = tuple(parse_value(field, v, old) for v in parts)
+    return field.strip(), (parsed if many else parsed[0])

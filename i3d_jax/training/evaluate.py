@@ -14,33 +14,30 @@ import jax
 import ml_collections
 from jax.sharding import Mesh
 
-from i3d_jax import graph, sharding
+from i3d_jax import sharding
 from i3d_jax.data import pipeline
-from i3d_jax.training import checkpoints, evaluation, features, video
+from i3d_jax.training import checkpoints, evaluation
 from i3d_jax.training.config import load_config_file, validate_config
+from i3d_jax.training.task import Task, task_for
+from i3d_jax.training.tasks import video
 from i3d_jax.weights import load_pretrained
 
 FUSED = "fused"  # the fusion's entry in results["streams"], beside each stream's modality
 
 
 def load_variables(
-    config: ml_collections.ConfigDict,
-    checkpoint: str | os.PathLike,
-    model: nn.Module,
-    mesh: Mesh,
-    task: Any = None,
+    task: Task, data: Any, checkpoint: str | os.PathLike, model: nn.Module, mesh: Mesh
 ) -> tuple[dict, str]:
     """(variables placed on `mesh`, where they came from). `checkpoint`: a workdir (its best,
     else latest checkpoint), an Orbax step directory, or a `load_pretrained` source."""
-    task = task or video.VideoClassification()
     if pathlib.Path(checkpoint).exists():
         found = checkpoints.find(checkpoint)
         if found is None:
             raise FileNotFoundError(f"no checkpoint found under {str(checkpoint)!r}")
         mngr, step, where = found
-        init_fn = functools.partial(task.init_variables, config, model)
+        init_fn = functools.partial(task.init_variables, model, data)
         abstract = jax.eval_shape(init_fn, jax.random.key(0, impl="rbg"))
-        shardings = sharding.state_shardings(abstract, mesh, config.mesh.fsdp_min_size)
+        shardings = sharding.state_shardings(abstract, mesh, task.config.mesh.fsdp_min_size)
         return checkpoints.restore_variables(mngr, step, abstract, shardings), str(where)
     _, variables = load_pretrained(str(checkpoint))
     return dict(variables), str(checkpoint)
@@ -49,35 +46,33 @@ def load_variables(
 def evaluate_stream(
     config: ml_collections.ConfigDict, checkpoint: str | os.PathLike, mesh: Mesh
 ) -> tuple[dict, dict, str]:
-    """(predictions, results, where) of one stream on its config's eval split."""
+    """(predictions, results, where) of one video stream on its config's eval split."""
     source, info = pipeline.load_source(config.dataset, config.dataset.eval_split)
-    task = video.VideoClassification()
-    model = task.build_model(config)
-    variables, where = load_variables(config, checkpoint, model, mesh, task)
-    preds = video.predict(
-        config, task.forward(config, model), variables, source, info, mesh,
-        compiler_options=graph.jit_options(model, train=False),
-    )  # fmt: skip
+    task = video.VideoClassification(config)
+    model = task.build_model()
+    variables, where = load_variables(task, None, checkpoint, model, mesh)
+    preds = task.predict(model, variables, mesh, source, info)
     summary = evaluation.summarize(preds, config.model.num_classes)
     return preds, {**summary, **video.describe(config, info, where)}, where
 
 
-def evaluate_head(
+def evaluate_task(
     config: ml_collections.ConfigDict, checkpoint: str | os.PathLike, mesh: Mesh
 ) -> dict:
-    """Results of a temporal head (`config.task = "features"`) on its eval split."""
+    """Results of any other task (e.g. a temporal head, `config.task = "features"`)."""
     if config.eval.fuse_with:
         raise ValueError(
-            "config.eval.fuse_with: late fusion is for two video streams; a temporal head takes "
-            "both streams' features at once (extract_features --stream both)"
+            f"config.eval.fuse_with: late fusion is for two video streams, not task "
+            f"{config.task!r} (a temporal head takes both streams' features at once: "
+            "extract_features --stream both)"
         )
-    task = features.FeatureSequenceClassification()
-    data = task.data(config)
-    model = task.build_model(config)
-    variables, where = load_variables(config, checkpoint, model, mesh, task)
-    results = task.evaluate(config, model, variables, mesh, data, where)
+    task = task_for(config)
+    data = task.data()
+    model = task.build_model()
+    variables, where = load_variables(task, data, checkpoint, model, mesh)
+    results = task.evaluate(model, variables, mesh, data, where)
     if results is None:
-        raise ValueError(f"no usable feature files in split {config.dataset.eval_split!r}")
+        raise ValueError(f"no evaluation data in split {config.dataset.eval_split!r}")
     return results
 
 
@@ -93,8 +88,8 @@ def evaluate(
     writes results.json (with `streams`: each stream and the fusion side by side) and reports."""
     validate_config(config)
     mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp)
-    if config.get("task", "video") == "features":
-        results = evaluate_head(config, checkpoint or workdir, mesh)
+    if config.get("task", "video") != "video":
+        results = evaluate_task(config, checkpoint or workdir, mesh)
     else:
         preds, results, where = evaluate_stream(config, checkpoint or workdir, mesh)
     if config.eval.fuse_with:

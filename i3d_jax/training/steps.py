@@ -53,7 +53,6 @@ def make_loss_fn(
     per_example: PerExample,
     mesh: Mesh,
     micro_batch: int,
-    remat: bool = False,
 ) -> Callable:
     """(params, batch_stats, batch, rng) -> (mean loss, (new batch_stats, number correct))."""
     train = not config.bn.frozen
@@ -61,8 +60,6 @@ def make_loss_fn(
     def fwd(params, batch_stats, batch, rng):
         return forward({"params": params, "batch_stats": batch_stats}, batch, train, rng)
 
-    if remat:
-        fwd = jax.checkpoint(fwd)
     k = config.bn.group_size
     if not k or config.bn.frozen:
 
@@ -116,7 +113,6 @@ def make_train_step(
     tx: optax.GradientTransformation,
     lr_fn: optax.Schedule,
     state_shardings: Any,
-    remat: bool = False,
     compiler_options: dict[str, str] | None = None,
 ) -> Callable:
     """The jitted `(state, batch) -> (state, metrics)`; the state is donated.
@@ -128,7 +124,7 @@ def make_train_step(
     """
     accum = config.grad_accum_steps
     micro = config.batch_size // accum
-    loss_fn = make_loss_fn(config, forward, per_example, mesh, micro, remat)
+    loss_fn = make_loss_fn(config, forward, per_example, mesh, micro)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     base_key = jax.random.key(config.seed)
     micro_sharding = NamedSharding(mesh, P(None, sharding.BATCH_AXES))

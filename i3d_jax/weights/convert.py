@@ -18,6 +18,7 @@ import pathlib
 import sys
 from collections.abc import Mapping, Sequence
 
+from i3d_jax import cli
 from i3d_jax.model import InceptionI3d
 from i3d_jax.weights import load_pretrained, orbax_dir, piergiaj
 from i3d_jax.weights.piergiaj import to_state_dict as to_piergiaj_state_dict
@@ -56,8 +57,8 @@ def convert(source: str, dest: str, labels: str | None = None, **model_overrides
     return "orbax"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = cli.ArgumentParser(prog="python -m i3d_jax.convert", description=__doc__)
     parser.add_argument("source", help="weights to read (see i3d_jax.load_pretrained)")
     parser.add_argument("dest", help="X.safetensors (piergiaj layout) or a new directory (Orbax)")
     parser.add_argument(
@@ -66,13 +67,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "or a shipped list (kinetics400, kinetics600)",
     )
     parser.add_argument("--bn_epsilon", type=float, help="BatchNorm epsilon (default 1e-3)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.run(_convert, parse_args(argv))
+
+
+def _convert(args: argparse.Namespace) -> int:
     overrides = {} if args.bn_epsilon is None else {"bn_epsilon": args.bn_epsilon}
-    try:
+    with cli.before_work():  # reading, checking and writing one file: all before "work"
         fmt = convert(args.source, args.dest, labels=args.labels, **overrides)
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError, ImportError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
     print(f"wrote {args.dest} ({fmt})")
     return 0
 

@@ -1,8 +1,5 @@
-"""Two streams end to end in one command: build both datasets, train both streams, fuse them.
-
-    python -m i3d_jax.two_stream --workdir runs/two_stream [--seeds 3] [--data_dir DIR] \\
-        [--set num_train_steps=200] [--fusion_weights 0.5,0.5] \\
-        [--rgb_config configs/two_stream/rgb.py] [--flow_config configs/two_stream/flow.py]
+"""Two streams end to end: build both datasets, train both streams per seed, fuse them
+(`python -m i3d_jax.two_stream`, `i3d_jax.projects.two_stream.cli`).
 
 On the camouflage task of `synthetic_motion` (i3d_jax/data/synthetic_camouflage.py: class = tint,
 which RGB sees, x direction of a camouflaged disc, which TV-L1 flow sees) it builds the RGB and the
@@ -24,26 +21,29 @@ import argparse
 import dataclasses
 import json
 import pathlib
-import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import jax
 import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
-from i3d_jax.ablate_grid import apply, load_config, parse_assignment
 from i3d_jax.data import synthetic_motion
 from i3d_jax.training import evaluate, loop
-from i3d_jax.training.config import TrainingError, validate_config
+from i3d_jax.training.config import (
+    load_config_file,
+    parse_assignment,
+    validate_config,
+    with_overrides,
+)
 
 MANIFEST = "two_stream.json"
 SUMMARY = "summary.json"
 STREAMS = ("rgb", "flow", evaluate.FUSED)
 METRIC = "video_top1"
-_CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs" / "two_stream"
+# The streams' configs ship inside the package (an installed package has no configs/ folder).
+CONFIGS = pathlib.Path(__file__).resolve().parent / "configs"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +70,7 @@ class Plan:
         path = self.rgb_config if stream == "rgb" else self.flow_config
         overrides = (*self.fixed, ("dataset.data_dir", self.data_dir), ("seed", seed))
         overrides += (("eval.fusion_weights", self.weights),)
-        return apply(load_config(path), overrides)
+        return with_overrides(load_config_file(path), overrides)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +119,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         raise ValueError(f"--seeds must be a positive integer, got {args.seeds}")
     weights = parse_weights(args.fusion_weights)
     data_dir = args.data_dir or str(pathlib.Path(args.workdir) / "data")
-    base = load_config(args.rgb_config)
+    base = load_config_file(args.rgb_config)
     fixed = tuple(parse_assignment(f, base, False) for f in args.set)
     paths = (str(pathlib.Path(p).resolve()) for p in (args.rgb_config, args.flow_config))
     plan = Plan(*paths, fixed, data_dir, weights)  # a file named two ways is one setting
@@ -255,67 +255,3 @@ def format_table(summary: dict) -> str:
 def json_line(summary: dict, path: pathlib.Path) -> str:
     out = {s: summary["streams"][s] for s in STREAMS}
     return json.dumps({**out, "metric": METRIC, "seeds": summary["seeds"], "summary": str(path)})
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m i3d_jax.two_stream", description=__doc__.split("\n")[0]
-    )
-    p.add_argument("--workdir", required=True, help="where datasets, runs and the summary go")
-    p.add_argument("--seeds", type=int, default=3, help="training seeds (config.seed 0..N-1)")
-    p.add_argument("--data_dir", default="", help="dataset directory (default <workdir>/data)")
-    p.add_argument("--rgb_config", default=str(_CONFIGS / "rgb.py"), help="RGB stream config")
-    p.add_argument("--flow_config", default=str(_CONFIGS / "flow.py"), help="flow stream config")
-    p.add_argument(
-        "--set", action="append", default=[], help="FIELD=VALUE for both streams (repeatable)"
-    )
-    p.add_argument("--fusion_weights", default="0.5,0.5", help="RGB,flow weights of the logits")
-    p.add_argument(
-        "--compile_cache",
-        default="",
-        help="XLA compilation cache directory (default <workdir>/xla_cache; 'none' for off): "
-        "later seeds run the same programs, so only the first compiles",
-    )
-    return p.parse_args(argv)
-
-
-def main(argv: Sequence[str] | None = None, stages: Stages = REAL_STAGES) -> int:
-    args = parse_args(argv)
-    workdir = pathlib.Path(args.workdir)
-    t0 = time.time()
-    try:
-        plan = make_plan(args)
-        summary_path = workdir / SUMMARY
-        finished = all(fused_results_path(workdir, k).exists() for k in range(args.seeds))
-        if finished and summary_path.exists():
-            summary = json.loads(summary_path.read_text())
-            if summary["plan"] == plan.to_json() and summary["seeds"] == args.seeds:
-                print(f"already finished: {args.seeds} seed(s) in {workdir} (nothing to run)")
-                print(format_table(summary))
-                print(json_line(summary, summary_path))
-                return 0
-        if args.compile_cache != "none":
-            cache = args.compile_cache or str(workdir / "xla_cache")
-            jax.config.update("jax_compilation_cache_dir", cache)
-        done = run(plan, workdir, args.seeds, stages)
-    except (ValueError, TrainingError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    summary = summarize(done["per_seed"], plan)
-    summary.update(
-        command="python -m i3d_jax.two_stream " + " ".join(sys.argv[1:] if argv is None else argv),
-        wall_s=round(time.time() - t0, 1),
-        ran_seeds=done["ran"],
-        skipped_seeds=done["skipped"],
-        seconds=done["seconds"],
-    )
-    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"ran {len(done['ran'])} seed(s), {len(done['skipped'])} finished before, "
-          f"in {summary['wall_s']:.0f} s")  # fmt: skip
-    print(format_table(summary))
-    print(json_line(summary, summary_path))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

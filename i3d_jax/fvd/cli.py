@@ -16,8 +16,9 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from i3d_jax import fvd as fvd_lib
-from i3d_jax.fvd_clips import RESIZES, SAMPLINGS, load_video_set
+from i3d_jax import cli
+from i3d_jax.fvd import distance as fvd_lib
+from i3d_jax.fvd.clips import RESIZES, SAMPLINGS, load_video_set
 from i3d_jax.weights import KINETICS400, detect_format
 
 
@@ -30,36 +31,42 @@ def _positive(text: str) -> int:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     d = fvd_lib.Protocol()
-    p = argparse.ArgumentParser(prog="python -m i3d_jax.fvd", description=__doc__.split("\n")[0])
+    p = cli.ArgumentParser(prog="python -m i3d_jax.fvd", description=__doc__)
     p.add_argument("real", help="directory of videos or .npz of uint8 [N, T, H, W, 3]")
     p.add_argument("generated", help="same, for the generated set")
     p.add_argument("--weights", default=d.weights, help="I3D weights (protocol: %(default)s)")
-    p.add_argument("--num-frames", type=_positive, default=d.num_frames, help="clip length")
-    p.add_argument("--frame-stride", type=_positive, default=d.frame_stride, help="subsampling")
+    p.add_argument("--num_frames", type=_positive, default=d.num_frames, help="clip length")
+    p.add_argument("--frame_stride", type=_positive, default=d.frame_stride, help="subsampling")
     p.add_argument(
         "--sampling",
         choices=SAMPLINGS,
         default=d.sampling,
         help="clip start: first frame, seeded random, or random for real only (StyleGAN-V)",
     )
-    p.add_argument("--clips-per-video", type=_positive, default=d.clips_per_video)
-    p.add_argument("--num-clips", type=_positive, default=None, help="clips per set (default all)")
+    p.add_argument("--clips_per_video", type=_positive, default=d.clips_per_video,
+                   help="clips taken from each video")  # fmt: skip
+    p.add_argument("--num_clips", type=_positive, default=None, help="clips per set (default all)")
     p.add_argument("--seed", type=int, default=d.seed, help="for random clip starts")
-    p.add_argument("--resize", choices=RESIZES, default=d.resize)
-    p.add_argument("--covariance", choices=("N-1", "N"), default=d.covariance)
-    p.add_argument("--batch-size", type=_positive, default=8, help="clips per forward pass")
+    p.add_argument("--resize", choices=RESIZES, default=d.resize,
+                   help="tf1: TF1 resize_bilinear (the reference); half-pixel: half-pixel centres")  # fmt: skip
+    p.add_argument("--covariance", choices=("N-1", "N"), default=d.covariance,
+                   help="covariance divided by N-1 (the reference) or N (StyleGAN-V)")  # fmt: skip
+    p.add_argument("--batch_size", type=_positive, default=8, help="clips per forward pass")
     p.add_argument("--strict", action="store_true", help="stop at the first unreadable video")
     p.add_argument(
-        "--cache-dir", default=None, help="stats cache (default $I3D_JAX_CACHE/fvd_stats)"
+        "--cache_dir", default=None, help="stats cache (default $I3D_JAX_CACHE/fvd_stats)"
     )
-    p.add_argument("--no-cache", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no_cache", action="store_true", help="neither read nor write the stats cache")
+    p.add_argument("--no_progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
+    return cli.run(_fvd, parse_args(argv))
+
+
+def _fvd(args: argparse.Namespace) -> int:
+    with cli.before_work():
         protocol = fvd_lib.Protocol(
             weights=args.weights,
             num_frames=args.num_frames,
@@ -74,24 +81,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.weights != KINETICS400 and not os.path.exists(args.weights):
             raise FileNotFoundError(f"weights not found: {args.weights}")
         detect_format(args.weights)  # an unknown weights format fails before any work
-        cache = None if args.no_cache else (args.cache_dir or fvd_lib.default_cache_dir())
         real, generated = load_video_set(args.real), load_video_set(args.generated)
-        reports: list[fvd_lib.SetReport] = []
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            value = fvd_lib.fvd(
-                real,
-                generated,
-                protocol=protocol,
-                cache_dir=cache,
-                batch_size=args.batch_size,
-                strict=args.strict,
-                progress=not args.no_progress,
-                reports=reports,
-            )
-    except (ValueError, OSError) as e:  # FVDError, VideoDecodeError, FileNotFoundError, ...
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    cache = None if args.no_cache else (args.cache_dir or fvd_lib.default_cache_dir())
+    reports: list[fvd_lib.SetReport] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = fvd_lib.fvd(
+            real,
+            generated,
+            protocol=protocol,
+            cache_dir=cache,
+            batch_size=args.batch_size,
+            strict=args.strict,
+            progress=not args.no_progress,
+            reports=reports,
+        )
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     for r in reports:
@@ -117,7 +121,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(f"FVD = {value:.4f}  ({counts}; protocol {protocol.describe()})")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from i3d_jax import flow, preprocess
+from i3d_jax import cli, flow, preprocess
 
 CHUNK_FRAMES = 32
 
@@ -72,64 +72,67 @@ class NpzStreamWriter:
             p.unlink(missing_ok=True)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m i3d_jax.flow", description=__doc__.split("\n")[0]
-    )
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = cli.ArgumentParser(prog="python -m i3d_jax.flow", description=__doc__)
     parser.add_argument("video", help="a video file PyAV can decode")
-    parser.add_argument("--out", required=True, help="output .npz (flow, flow_scaled, metadata)")
-    parser.add_argument("--backend", choices=flow.BACKENDS, default="jax")
+    parser.add_argument("--out", required=True, help="output .npz (flow, flow_scaled, meta)")
+    parser.add_argument("--backend", choices=flow.BACKENDS, default="jax",
+                        help="jax: the JAX TV-L1 (any device); opencv: OpenCV's Dual TV-L1")  # fmt: skip
     parser.add_argument("--fast", action="store_true", help="fewer iterations (preset 'fast')")
-    parser.add_argument("--fps", type=float, default=25.0)
-    parser.add_argument("--short-side", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=None, help="default: 1 on CPU, 8 else")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--fps", type=float, default=25.0, help="frames per second decoded")
+    parser.add_argument("--short_side", type=int, default=256, help="smaller side resized to")
+    parser.add_argument("--batch_size", type=int, default=None,
+                        help="frame pairs per solver call (speed only; default 1 on CPU, 8 else)")  # fmt: skip
+    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if not args.fps > 0:
         parser.error(f"--fps must be > 0, got {args.fps}")
     if args.short_side < 1 or (args.batch_size is not None and args.batch_size < 1):
-        parser.error("--short-side and --batch-size must be >= 1")
+        parser.error("--short_side and --batch_size must be >= 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.run(_flow, parse_args(argv))
+
+
+def _flow(args: argparse.Namespace) -> int:
     if args.backend == "opencv" and not flow.opencv_available():
-        print("error: --backend opencv needs opencv-contrib-python-headless", file=sys.stderr)
-        return 2
+        raise cli.UsageError("--backend opencv needs opencv-contrib-python-headless")
     out = pathlib.Path(args.out)
     if not out.parent.is_dir():
-        print(f"error: the folder of --out {out} does not exist", file=sys.stderr)
-        return 2
+        raise cli.UsageError(f"the folder of --out {out} does not exist")
     params = flow.FAST if args.fast else flow.DEFAULT
-    try:
+    with cli.before_work():
         info = preprocess.video_info(args.video)
-        estimate = max(int(round(info["duration"] * args.fps)) - 1, 0) or None
-        chunks = preprocess.iter_video_chunks(
-            args.video, CHUNK_FRAMES, fps=args.fps, short_side=args.short_side
-        )
-        writer = NpzStreamWriter(out, ("flow", "flow_scaled"))
-        bar = tqdm(total=estimate, unit="pair", desc=f"flow ({args.backend})",
-                   disable=args.no_progress, file=sys.stderr)  # fmt: skip
-        last, frames_seen = None, 0
-        try:
-            for frames in chunks:
-                frames_seen += len(frames)
-                seq = frames if last is None else np.concatenate([last[None], frames])
-                last = frames[-1]
-                if len(seq) < 2:
-                    continue
-                pixels = flow.compute_flow(seq, args.backend, params, args.batch_size, bar.update)
-                writer.append("flow", pixels)
-                writer.append("flow_scaled", preprocess.scale_flow(pixels))
-            if frames_seen < 2:
-                raise ValueError(
-                    f"{args.video} decodes to {frames_seen} frame at {args.fps} fps; optical "
-                    "flow needs at least 2"
-                )
-        except BaseException:
-            writer.discard()
-            raise
-        finally:
-            bar.close()
-    except (preprocess.VideoDecodeError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    estimate = max(int(round(info["duration"] * args.fps)) - 1, 0) or None
+    chunks = preprocess.iter_video_chunks(
+        args.video, CHUNK_FRAMES, fps=args.fps, short_side=args.short_side
+    )
+    writer = NpzStreamWriter(out, ("flow", "flow_scaled"))
+    bar = tqdm(total=estimate, unit="pair", desc=f"flow ({args.backend})",
+               disable=args.no_progress, file=sys.stderr)  # fmt: skip
+    last, frames_seen = None, 0
+    try:
+        for frames in chunks:
+            frames_seen += len(frames)
+            seq = frames if last is None else np.concatenate([last[None], frames])
+            last = frames[-1]
+            if len(seq) < 2:
+                continue
+            pixels = flow.compute_flow(seq, args.backend, params, args.batch_size, bar.update)
+            writer.append("flow", pixels)
+            writer.append("flow_scaled", preprocess.scale_flow(pixels))
+        if frames_seen < 2:
+            raise ValueError(
+                f"{args.video} decodes to {frames_seen} frame at {args.fps} fps; optical "
+                "flow needs at least 2"
+            )
+    except BaseException:
+        writer.discard()
+        raise
+    finally:
+        bar.close()
     meta = {
         "backend": args.backend,
         "params": dataclasses.asdict(params),
@@ -142,7 +145,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     writer.close({"meta": np.array(json.dumps(meta))})
     print(f"wrote {args.out}: flow {shape}, backend {args.backend}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,19 +1,16 @@
 """The ablation grid: settings (every combination of the varied config fields) x seeds, their
 run directories, the manifest `<workdir>/ablate.json`, the local runner and the launch lines.
 
-The command line is `python -m i3d_jax.ablate` (see there); the report is `i3d_jax.ablate_report`.
+The command line is `python -m i3d_jax.ablate` (`cli`); the report is `report`.
 """
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import importlib.util
 import itertools
 import json
 import pathlib
 import shlex
-import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,7 +18,12 @@ import ml_collections
 from tqdm import tqdm
 
 from i3d_jax.training import checkpoints
-from i3d_jax.training.config import validate_config
+from i3d_jax.training.config import (
+    load_config_file,
+    parse_assignment,
+    validate_config,
+    with_overrides,
+)
 
 MANIFEST = "ablate.json"
 
@@ -97,86 +99,17 @@ def setting_name(overrides: Sequence[tuple[str, Any]]) -> str:
     return "__".join(f"{k.rsplit('.', 1)[-1]}-{v}" for k, v in overrides) or "base"
 
 
-def load_config(path: str | pathlib.Path) -> ml_collections.ConfigDict:
-    """`get_config()` of a config file (its directory's parent on sys.path, for `from configs`)."""
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise ValueError(f"config file {str(path)!r} not found (expected e.g. configs/X.py)")
-    root = str(path.resolve().parent.parent)
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    spec = importlib.util.spec_from_file_location(f"_ablate_config_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-        return module.get_config()
-    except Exception as e:  # noqa: BLE001 - any failure of a user's config file is reported
-        raise ValueError(f"config file {str(path)!r} did not load: {type(e).__name__}: {e}") from e
-
-
-def parse_value(field: str, text: str, old: Any) -> Any:
-    """A command-line value in the type of the config field it replaces."""
-    if isinstance(old, bool):
-        if text.lower() not in ("true", "false", "1", "0"):
-            raise ValueError(f"{field}={text!r}: expected true or false")
-        return text.lower() in ("true", "1")
-    if isinstance(old, (int, float)):
-        try:
-            return type(old)(float(text) if isinstance(old, float) else int(text))
-        except ValueError:
-            kind = "a number" if isinstance(old, float) else "an integer"
-            raise ValueError(f"{field}={text!r}: expected {kind}") from None
-    if isinstance(old, tuple):
-        try:
-            return tuple(ast.literal_eval(text))
-        except (ValueError, SyntaxError, TypeError):
-            raise ValueError(f"{field}={text!r}: expected a tuple such as (1, 2)") from None
-    return text
-
-
-def field_of(config: ml_collections.ConfigDict, field: str) -> Any:
-    node = config
-    for part in field.split("."):
-        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-            raise ValueError(f"unknown config field {field!r} (see configs/default.py)")
-        node = node[part]
-    return node
-
-
-def apply(config: ml_collections.ConfigDict, overrides: Sequence[tuple[str, Any]]):
-    """A copy of `config` with `field -> value` overrides (dotted fields) applied."""
-    config = ml_collections.ConfigDict(config.to_dict())
-    for field, value in overrides:
-        field_of(config, field)
-        parent, _, leaf = field.rpartition(".")
-        node = field_of(config, parent) if parent else config
-        node[leaf] = value
-    return config
-
-
 def run_config(grid: Grid, run: Run, base: ml_collections.ConfigDict | None = None):
     """The full config of one run: base file + fixed overrides + the setting's + its seed."""
-    base = base if base is not None else load_config(grid.config)
-    return apply(base, (*grid.fixed, *run.overrides, ("seed", run.seed)))
-
-
-def parse_assignment(text: str, config: ml_collections.ConfigDict, many: bool) -> tuple:
-    if "=" not in text:
-        raise ValueError(f"{text!r}: expected FIELD=VALUE{',VALUE...' if many else ''}")
-    field, _, values = text.partition("=")
-    old = field_of(config, field.strip())
-    parts = [v.strip() for v in values.split(",")] if many else [values.strip()]
-    if not all(parts):
-        raise ValueError(f"{text!r}: empty value")
-    parsed = tuple(parse_value(field, v, old) for v in parts)
-    return field.strip(), (parsed if many else parsed[0])
+    base = base if base is not None else load_config_file(grid.config)
+    return with_overrides(base, (*grid.fixed, *run.overrides, ("seed", run.seed)))
 
 
 def make_grid(config: str, axes: Sequence[str], fixed: Sequence[str] = (), seeds: int = 1) -> Grid:
     """A grid from command-line strings (`field=v1,v2`), validated against the config file."""
     if seeds < 1:
         raise ValueError(f"--seeds must be a positive integer, got {seeds}")
-    base = load_config(config)
+    base = load_config_file(config)
     grid = Grid(
         config,
         tuple(parse_assignment(a, base, True) for a in axes),
@@ -227,7 +160,7 @@ def run_grid(
     (run directories). `run_fn(config, run_workdir)` defaults to `train_and_evaluate`."""
     run_fn = run_fn or _train
     write_manifest(grid, workdir)
-    base = load_config(grid.config)
+    base = load_config_file(grid.config)
     done: dict[str, list[str]] = {"ran": [], "skipped": []}
     runs = grid.runs(workdir)
     for run in tqdm(runs, desc="ablation runs", disable=not progress):

@@ -18,11 +18,8 @@ to the longest (a multiple of 8), masked. Keys: `features [B, M, D]` float32, `m
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
 import math
-import pathlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -32,170 +29,30 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import tensorflow_datasets as tfds
 from jax.sharding import Mesh
 
 from i3d_jax import heads, sharding
-from i3d_jax.extract_features import settings_diff
+from i3d_jax.data.feature_files import (
+    FeatureSet,
+    csv_items,
+    folder_items,
+    load_built_split,
+    scan,
+)
 from i3d_jax.training import evaluation, steps, task
-from i3d_jax.training.video import VideoClassification
 
 INPUTS = ("features", "mask", "times")
 EVAL_KEYS = (*INPUTS, "label", "index", "real")
 
 
-class FeatureFileError(ValueError):
-    """A feature file that cannot be used (the message names the file and what was expected)."""
-
-
-@dataclasses.dataclass
-class FeatureSet:
-    """The usable videos of one split and what was skipped (messages naming each file)."""
-
-    examples: list[dict]  # {"features" [N, D] float32, "times" [N] float32, "label", "path"}
-    skipped: list[str]
-    fingerprint: str = ""
-    first: str = ""  # the file whose settings the others must match
-    settings: dict = dataclasses.field(default_factory=dict)
-
-
 @dataclasses.dataclass(frozen=True)
 class FeatureData:
+    """The scanned splits, the class names and the feature width the head is built for."""
+
     train: FeatureSet
     eval: FeatureSet | None
     label_names: tuple[str, ...]
     feature_dim: int
-
-
-def read_feature_file(path: str | pathlib.Path, feature_dim: int = 0) -> dict:
-    """`{"features" [N, D] float32, "times" [N] float32, "fingerprint", "settings"}` of one file;
-    FeatureFileError naming the file for a wrong width (`feature_dim > 0`), no windows, no times."""
-    path = pathlib.Path(path)
-    try:
-        with np.load(path) as z:
-            if "features" not in z.files:
-                raise FeatureFileError(f"{path}: no 'features' array (expected an extract_features .npz)")  # fmt: skip
-            feats = np.asarray(z["features"], np.float32)
-            if "times" in z.files:
-                times = np.asarray(z["times"], np.float32)
-            elif "timestamps" in z.files:
-                times = np.asarray(z["timestamps"], np.float64).mean(-1).astype(np.float32)
-            else:
-                raise FeatureFileError(f"{path}: no 'timestamps' [N, 2] or 'times' [N] array")
-            fp = str(z["settings_fingerprint"]) if "settings_fingerprint" in z.files else ""
-            settings = json.loads(str(z["settings"])) if "settings" in z.files else {}
-    except (OSError, ValueError, EOFError) as e:
-        if isinstance(e, FeatureFileError):
-            raise
-        raise FeatureFileError(f"{path}: not a readable .npz ({e})") from e
-    if feats.ndim == 3:
-        feats = feats.mean(1)  # the crops' average
-    if feats.ndim != 2:
-        raise FeatureFileError(
-            f"{path}: features of shape {feats.shape}; expected pooled [windows, crops, D] or "
-            "[windows, D] (extract_features --pooled)"
-        )
-    if feats.shape[0] == 0:
-        raise FeatureFileError(f"{path}: an empty sequence (0 windows); expected at least 1")
-    if feature_dim and feats.shape[1] != feature_dim:
-        raise FeatureFileError(
-            f"{path}: features of width {feats.shape[1]}; expected {feature_dim}"
-        )
-    if times.shape != feats.shape[:1]:
-        raise FeatureFileError(f"{path}: {times.shape[0]} times for {feats.shape[0]} windows")
-    return {"features": feats, "times": times, "fingerprint": fp, "settings": settings}
-
-
-def folder_items(root: str | pathlib.Path, split: str) -> list[tuple[pathlib.Path, str | None]]:
-    """(file, class name) of `<root>/<split>/<class>/*.npz`; a file not in a class folder has no
-    label (None). Raises FileNotFoundError for a missing split folder."""
-    base = pathlib.Path(root) / split
-    if not base.is_dir():
-        raise FileNotFoundError(f"feature split folder {str(base)!r} not found")
-    items: list[tuple[pathlib.Path, str | None]] = [(p, None) for p in sorted(base.glob("*.npz"))]
-    for d in sorted(p for p in base.iterdir() if p.is_dir()):
-        items += [(p, d.name) for p in sorted(d.glob("*.npz"))]
-    return items
-
-
-def csv_items(path: str | pathlib.Path, split: str) -> list[tuple[pathlib.Path, str | None]]:
-    """(file, class name or None) of the CSV's rows of `split` (columns `path,label,split`)."""
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"features.csv {str(path)!r} not found")
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        missing = {"path", "label", "split"} - set(reader.fieldnames or ())
-        if missing:
-            raise ValueError(
-                f"{path}: columns {sorted(missing)} missing; expected path,label,split"
-            )
-        rows = [r for r in reader if r["split"] == split]
-    return [(path.parent / r["path"], (r["label"] or "").strip() or None) for r in rows]
-
-
-def scan(
-    items: Sequence[tuple[pathlib.Path, str | None]],
-    label_names: Sequence[str],
-    feature_dim: int = 0,
-    reference: FeatureSet | None = None,
-) -> FeatureSet:
-    """Reads every file: bad ones are skipped with a message; files extracted with settings other
-    than the first's (or `reference`'s) raise ValueError naming both files."""
-    out = FeatureSet([], [])
-    if reference is not None:
-        out.fingerprint, out.first, out.settings = (
-            reference.fingerprint, reference.first, reference.settings)  # fmt: skip
-    index = {name: i for i, name in enumerate(label_names)}
-    for path, label in items:
-        try:
-            if label is None:
-                raise FeatureFileError(
-                    f"{path}: no label (expected the file in a class folder <split>/<class>/ or "
-                    "a label in the CSV)"
-                )
-            if label not in index:
-                raise FeatureFileError(f"{path}: label {label!r} is not one of {list(label_names)}")
-            ex = read_feature_file(path, feature_dim)
-        except FeatureFileError as e:
-            out.skipped.append(str(e))
-            print(f"warning: skipped {e}", flush=True)
-            continue
-        if not out.first:
-            out.fingerprint, out.first, out.settings = ex["fingerprint"], str(path), ex["settings"]
-            feature_dim = feature_dim or ex["features"].shape[1]
-        elif ex["fingerprint"] != out.fingerprint:
-            raise ValueError(
-                f"{path} was extracted with other settings than {out.first} "
-                f"({settings_diff(out.settings, ex['settings'])}); a dataset must not mix them: "
-                "extract all videos with the same settings"
-            )
-        feature_dim = feature_dim or ex["features"].shape[1]
-        out.examples.append({"features": ex["features"], "times": ex["times"],
-                             "label": np.int32(index[label]), "path": str(path)})  # fmt: skip
-    if out.skipped:
-        print(f"skipped {len(out.skipped)} of {len(items)} feature files", flush=True)
-    return out
-
-
-def load_built_split(directory: str | pathlib.Path, split: str) -> tuple[list[dict], dict]:
-    """(examples as `scan` gives them, sorted by path; metadata with `label_names`) of a split of
-    a dataset built by `i3d_jax.feature_dataset.FeatureSequences` (no TensorFlow)."""
-    builder = tfds.builder_from_directory(str(directory))
-    if split not in builder.info.splits:
-        raise KeyError(f"split {split!r} not in {str(directory)!r} ({sorted(builder.info.splits)})")
-    src = builder.as_data_source(split)
-    out = []
-    for i in range(len(src)):
-        ex = src[i]
-        path = ex["path"].decode() if isinstance(ex["path"], bytes) else str(ex["path"])
-        out.append({"features": np.asarray(ex["features"], np.float32),
-                    "times": np.asarray(ex["times"], np.float32),
-                    "label": np.int32(ex["label"]), "path": path})  # fmt: skip
-    out.sort(key=lambda e: e["path"])
-    meta = dict(builder.info.metadata or {})
-    meta["label_names"] = tuple(builder.info.features["label"].names)
-    return out, meta
 
 
 def _load_built(config: ml_collections.ConfigDict) -> FeatureData:
@@ -341,27 +198,34 @@ class FeatureSequenceClassification:
     best_metric = "video_top1"
     inputs = INPUTS
 
-    def build_model(
-        self, config: ml_collections.ConfigDict, bn_axis_name: str | None = None
-    ) -> nn.Module:
-        del bn_axis_name  # the heads have no BatchNorm
-        return heads.build_head(config.head.name, config.model.num_classes, **head_kwargs(config))
+    def __init__(self, config: ml_collections.ConfigDict):
+        self.config = config
 
-    def init_variables(
-        self, config: ml_collections.ConfigDict, model: nn.Module, rng: jax.Array
-    ) -> dict:
-        n, d = config.features.max_windows, config.features.feature_dim
-        if not d:
-            raise ValueError("config.features.feature_dim must be set (load_data sets it)")
+    def data(self) -> FeatureData:
+        return load_data(self.config)
+
+    def data_card(self, data: FeatureData) -> dict:
+        return {
+            "dataset": dataset_name(self.config),
+            "label_names": list(data.label_names),
+            "feature_dim": data.feature_dim,
+            "settings_fingerprint": data.train.fingerprint,
+        }
+
+    def build_model(self, bn_axis_name: str | None = None) -> nn.Module:
+        del bn_axis_name  # the heads have no BatchNorm
+        c = self.config
+        return heads.build_head(c.head.name, c.model.num_classes, **head_kwargs(c))
+
+    def init_variables(self, model: nn.Module, data: FeatureData, rng: jax.Array) -> dict:
+        n, d = self.config.features.max_windows, data.feature_dim
         x, m, t = jnp.zeros((1, n, d)), jnp.ones((1, n), bool), jnp.zeros((1, n))
         return {"params": model.init({"params": rng}, x, m, t)["params"], "batch_stats": {}}
 
-    def initial_variables(
-        self, config: ml_collections.ConfigDict, model: nn.Module, rng: jax.Array
-    ) -> dict | None:
+    def initial_variables(self, model: nn.Module, data: FeatureData, rng: jax.Array) -> None:
         return None
 
-    def forward(self, config: ml_collections.ConfigDict, model: nn.Module) -> Callable:
+    def forward(self, model: nn.Module) -> Callable:
         def fwd(variables, batch, train, rng):
             video, _ = model.apply(
                 {"params": variables["params"]}, batch["features"], batch["mask"], batch["times"],
@@ -374,36 +238,25 @@ class FeatureSequenceClassification:
     def per_example(self, logits: jax.Array, batch: dict) -> tuple[jax.Array, jax.Array]:
         return task.softmax_classification(logits, batch["label"])
 
-    def data(self, config: ml_collections.ConfigDict) -> FeatureData:
-        data = load_data(config)
-        if config.features.feature_dim == 0:
-            with config.unlocked():
-                config.features.feature_dim = data.feature_dim
-        return data
-
-    def train_iterator(self, config: ml_collections.ConfigDict, data: FeatureData) -> Iterator:
-        return iter(train_dataset(data.train.examples, config, config.batch_size // jax.process_count()))  # fmt: skip
+    def train_iterator(self, data: FeatureData) -> Iterator:
+        host_batch = self.config.batch_size // jax.process_count()
+        return iter(train_dataset(data.train.examples, self.config, host_batch))
 
     def evaluate(
-        self,
-        config: ml_collections.ConfigDict,
-        model: nn.Module,
-        variables: dict,
-        mesh: Mesh,
-        data: FeatureData,
+        self, model: nn.Module, variables: dict, mesh: Mesh, data: FeatureData,
         checkpoint: Any = "",
-    ) -> dict | None:
+    ) -> dict | None:  # fmt: skip
         if data.eval is None or not data.eval.examples:
             return None
-        preds = predict(self.forward(config, model), variables, data.eval.examples, mesh,
-                        config.eval.batch_size // jax.process_count())  # fmt: skip
-        summary = evaluation.summarize(preds, config.model.num_classes)
-        f = config.features
+        c = self.config
+        preds = predict(self.forward(model), variables, data.eval.examples, mesh,
+                        c.eval.batch_size // jax.process_count())  # fmt: skip
+        summary = evaluation.summarize(preds, c.model.num_classes)
         return {
             **summary,
-            "protocol": f"whole feature sequence, head {config.head.name}",
+            "protocol": f"whole feature sequence, head {c.head.name}",
             "checkpoint": checkpoint,
-            "dataset": f"{f.get('tfds_dir') or f.csv or config.dataset.folder}:{config.dataset.eval_split}",
+            "dataset": f"{dataset_name(c)}:{c.dataset.eval_split}",
             "label_set": list(data.label_names),
             "settings_fingerprint": data.train.fingerprint,
             "skipped_files": len(data.eval.skipped),
@@ -411,6 +264,11 @@ class FeatureSequenceClassification:
 
     def write_reports(self, outdir: Any, results: dict) -> None:
         evaluation.write_reports(outdir, results)
+
+
+def dataset_name(config: ml_collections.ConfigDict) -> str:
+    f = config.features
+    return str(f.get("tfds_dir") or f.csv or config.dataset.folder)
 
 
 def predict(
@@ -429,17 +287,3 @@ def predict(
     order = np.argsort(cat["index"], kind="stable")
     cat = {k: v[order] for k, v in cat.items()}
     return {**cat, "view": np.zeros_like(cat["index"])}
-
-
-TASKS: dict[str, Callable[[], Any]] = {
-    "video": VideoClassification,
-    "features": FeatureSequenceClassification,
-}
-
-
-def task_for(config: ml_collections.ConfigDict) -> Any:
-    """The task `config.task` names ("video": I3D on clips; "features": a temporal head)."""
-    name = config.get("task", "video")
-    if name not in TASKS:
-        raise ValueError(f"config.task={name!r} is not one of {sorted(TASKS)}")
-    return TASKS[name]()

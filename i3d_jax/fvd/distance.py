@@ -43,7 +43,7 @@ import numpy as np
 from tqdm import tqdm
 
 from i3d_jax import graph, preprocess
-from i3d_jax.fvd_clips import (
+from i3d_jax.fvd.clips import (
     RESIZES,
     SAMPLINGS,
     VideoItem,
@@ -361,9 +361,3 @@ def fvd(
     if reports is not None:
         reports.extend(p.report for p in preps)
     return frechet_distance(*stats)
-
-
-if __name__ == "__main__":  # `python -m i3d_jax.fvd`: the CLI lives in i3d_jax.fvd_cli
-    import runpy
-
-    runpy.run_module("i3d_jax.fvd_cli", run_name="__main__")

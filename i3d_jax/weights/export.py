@@ -1,7 +1,7 @@
 """Export a checkpoint for other runtimes, each with a JSON model card.
 
     python -m i3d_jax.export CHECKPOINT --format safetensors|stablehlo|savedmodel --out PATH
-        [--endpoint Logits] [--size 224] [--bake-weights]
+        [--endpoint Logits] [--size 224] [--bake_weights]
 
 CHECKPOINT is anything `i3d_jax.load_pretrained` reads (`i3d-jax:kinetics400`, a converted
 directory, .pt/.safetensors, a TF checkpoint, ...).
@@ -15,7 +15,7 @@ Formats:
                `/`, our `[T, H, W, in, out]` layout), `model_card.json`. The batch and time
                dims are symbolic: `x` is float32 `[B, 8k, size, size, C]` in [-1, 1] with
                `k >= 2` (time a multiple of the network's temporal stride 8, at least 16
-               frames, so every SAME padding is static). With `--bake-weights` the weights are
+               frames, so every SAME padding is static). With `--bake_weights` the weights are
                constants inside the program and `f(x)` takes only the clip. jax.export
                serialization is versioned but not archival: keep the checkpoint too.
                `load_stablehlo(PATH)` returns a callable.
@@ -26,6 +26,7 @@ Formats:
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import pathlib
@@ -38,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from i3d_jax import graph
+from i3d_jax import cli, graph
 from i3d_jax.model import InceptionI3d
 
 FORMATS = ("safetensors", "stablehlo", "savedmodel")
@@ -116,9 +117,7 @@ def export_stablehlo(
     from jax import export
     from safetensors.numpy import save_file
 
-    out = pathlib.Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise FileExistsError(f"{out} exists and is not an empty directory; choose a new --out")
+    out = check_out("stablehlo", out)
     f = endpoint_fn(model, endpoint)
     weights = flat_variables(variables)
     x_spec = input_spec(model, size)
@@ -201,11 +200,9 @@ def export_safetensors(
     model: InceptionI3d, variables: Mapping, out: str | os.PathLike, source: str | None = None
 ) -> pathlib.Path:
     """Writes the piergiaj-layout `.safetensors` and `<out>.model_card.json` beside it."""
-    from i3d_jax.convert import write_safetensors
+    from i3d_jax.weights.convert import write_safetensors
 
-    out = pathlib.Path(out)
-    if out.suffix != ".safetensors":
-        raise ValueError(f"--out for safetensors should end in .safetensors, got {out}")
+    out = check_out("safetensors", out)
     write_safetensors(variables, model, out)
     card = model_card(
         model,
@@ -235,7 +232,7 @@ def export_savedmodel(
             "--format savedmodel needs TensorFlow (pip install tensorflow), which is optional "
             "and not installed; --format stablehlo gives a portable program without it"
         ) from e
-    out = pathlib.Path(out)
+    out = check_out("savedmodel", out)
     f = endpoint_fn(model, endpoint)
     tf_vars = jax.tree.map(lambda a: tf.Variable(np.asarray(a), trainable=False), dict(variables))
     poly = f"(b, {TIME_STRIDE}*k, {size}, {size}, {model.input_channels})"
@@ -246,6 +243,18 @@ def export_savedmodel(
     module.serve = tf.function(lambda x: converted(tf_vars, x), input_signature=[spec])
     tf.saved_model.save(module, os.fspath(out), signatures={"serving_default": module.serve})
     _write_json(out / CARD, model_card(model, "savedmodel", source, endpoint=endpoint))
+    return out
+
+
+def check_out(fmt: str, out: str | os.PathLike) -> pathlib.Path:
+    """`out` as a path, or ValueError/FileExistsError: a `.safetensors` file for safetensors, a
+    new or empty directory for the others (nothing already there is overwritten)."""
+    out = pathlib.Path(out)
+    if fmt == "safetensors":
+        if out.suffix != ".safetensors":
+            raise ValueError(f"--out for safetensors should end in .safetensors, got {out}")
+    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"{out} exists and is not an empty directory; choose a new --out")
     return out
 
 
@@ -270,23 +279,31 @@ def export(
     return export_savedmodel(model, variables, out, endpoint, size, checkpoint)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m i3d_jax.export", description=__doc__.split("\n")[0]
-    )
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = cli.ArgumentParser(prog="python -m i3d_jax.export", description=__doc__)
     parser.add_argument("checkpoint", help="weights (anything i3d_jax.load_pretrained reads)")
-    parser.add_argument("--format", choices=FORMATS, required=True)
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--format", choices=FORMATS, required=True, help="what to write")
+    parser.add_argument("--out", required=True, help="output file (safetensors) or new directory")
     parser.add_argument("--endpoint", default="Logits", help="output of the program")
     parser.add_argument("--size", type=int, default=224, help="input height = width")
-    parser.add_argument("--bake-weights", action="store_true", help="stablehlo: weights inside")
-    args = parser.parse_args(argv)
-    try:
-        path = export(args.checkpoint, args.format, args.out, args.endpoint, args.size,
-                      args.bake_weights)  # fmt: skip
-    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    parser.add_argument("--bake_weights", action="store_true", help="stablehlo: weights inside")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.run(_export, parse_args(argv))
+
+
+def _export(args: argparse.Namespace) -> int:
+    with cli.before_work():
+        check_out(args.format, args.out)
+        if args.format == "savedmodel" and importlib.util.find_spec("tensorflow") is None:
+            raise cli.UsageError(
+                "--format savedmodel needs TensorFlow (pip install tensorflow), which is optional "
+                "and not installed; --format stablehlo gives a portable program without it"
+            )
+    path = export(args.checkpoint, args.format, args.out, args.endpoint, args.size,
+                  args.bake_weights)  # fmt: skip
     print(f"wrote {path} ({args.format})")
     return 0
 

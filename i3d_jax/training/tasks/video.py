@@ -23,8 +23,9 @@ from jax.sharding import Mesh
 
 from i3d_jax import graph, preprocess, sharding
 from i3d_jax.data import pipeline
-from i3d_jax.training import evaluation, state, steps, task
+from i3d_jax.training import evaluation, steps, task
 from i3d_jax.training.config import DTYPES
+from i3d_jax.training.tasks import video_model
 
 EVAL_KEYS = ("video", "label", "index", "view", "mask")
 
@@ -103,25 +104,28 @@ class VideoClassification:
     best_metric = "video_top1"
     inputs = ("video",)
 
-    def build_model(
-        self, config: ml_collections.ConfigDict, bn_axis_name: str | None = None
-    ) -> nn.Module:
-        return state.build_model(config, bn_axis_name)
+    def __init__(self, config: ml_collections.ConfigDict):
+        self.config = config
 
-    def init_variables(
-        self, config: ml_collections.ConfigDict, model: nn.Module, rng: jax.Array
-    ) -> dict:
-        return state.init_variables(config, model, rng)
+    def data(self) -> Data:
+        return load_data(self.config)
 
-    def initial_variables(
-        self, config: ml_collections.ConfigDict, model: nn.Module, rng: jax.Array
-    ) -> dict | None:
-        if config.init.method == "scratch":
+    def data_card(self, data: Data) -> dict:
+        return {"dataset": data.info.name, "label_names": list(data.info.label_names)}
+
+    def build_model(self, bn_axis_name: str | None = None) -> nn.Module:
+        return video_model.build_model(self.config, bn_axis_name)
+
+    def init_variables(self, model: nn.Module, data: Any, rng: jax.Array) -> dict:
+        return video_model.init_variables(self.config, model, rng)
+
+    def initial_variables(self, model: nn.Module, data: Any, rng: jax.Array) -> dict | None:
+        if self.config.init.method == "scratch":
             return None
-        return state.initial_variables(config, model, rng)
+        return video_model.initial_variables(self.config, model, rng)
 
-    def forward(self, config: ml_collections.ConfigDict, model: nn.Module) -> Callable:
-        dtype = DTYPES[config.model.dtype]
+    def forward(self, model: nn.Module) -> Callable:
+        dtype = DTYPES[self.config.model.dtype]
 
         def fwd(variables, batch, train, rng):
             x = preprocess.to_float(batch["video"], dtype)
@@ -133,15 +137,16 @@ class VideoClassification:
             )
             return endpoints["Logits"].astype(jnp.float32), updates["batch_stats"]
 
+        if self.config.model.remat and not hasattr(model, "graph"):
+            # I3D rematerialises per Inception block (its graph); a stand-in model as a whole.
+            return jax.checkpoint(fwd, static_argnums=(2,))
         return fwd
 
     def per_example(self, logits: jax.Array, batch: dict) -> tuple[jax.Array, jax.Array]:
         return task.softmax_classification(logits, batch["label"])
 
-    def data(self, config: ml_collections.ConfigDict) -> Data:
-        return load_data(config)
-
-    def train_iterator(self, config: ml_collections.ConfigDict, data: Data) -> Iterator[dict]:
+    def train_iterator(self, data: Data) -> Iterator[dict]:
+        config = self.config
         if len(data.info.label_names) > config.model.num_classes:
             raise ValueError(
                 f"dataset has {len(data.info.label_names)} classes but config.model.num_classes="
@@ -159,22 +164,22 @@ class VideoClassification:
         return iter(ds)
 
     def evaluate(
-        self,
-        config: ml_collections.ConfigDict,
-        model: nn.Module,
-        variables: dict,
-        mesh: Mesh,
-        data: Data,
-        checkpoint: Any = "",
+        self, model: nn.Module, variables: dict, mesh: Mesh, data: Data, checkpoint: Any = ""
     ) -> dict | None:
         if data.eval is None:
             return None
-        preds = predict(
-            config, self.forward(config, model), variables, data.eval, data.info, mesh,
+        preds = self.predict(model, variables, mesh, data.eval, data.info)
+        summary = evaluation.summarize(preds, self.config.model.num_classes)
+        return {**summary, **describe(self.config, data.info, checkpoint)}
+
+    def predict(
+        self, model: nn.Module, variables: dict, mesh: Mesh, source: Any, info: Any
+    ) -> dict:
+        """Logits of every real view of `source` (see `predict`)."""
+        return predict(
+            self.config, self.forward(model), variables, source, info, mesh,
             compiler_options=graph.jit_options(model, train=False),
         )  # fmt: skip
-        summary = evaluation.summarize(preds, config.model.num_classes)
-        return {**summary, **describe(config, data.info, checkpoint)}
 
     def write_reports(self, outdir: str | pathlib.Path, results: dict) -> None:
         evaluation.write_reports(outdir, results)

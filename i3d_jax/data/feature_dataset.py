@@ -11,7 +11,7 @@ seconds), `label`, `path`. Classes: the train split's folders (or CSV labels), s
 extraction settings (weights, endpoint, window, stride, fps, crops, stream...) and their
 fingerprint go into `info.metadata`, with the skipped files per split; files extracted with other
 settings are refused (ValueError naming both files), bad files are skipped and counted (see
-`i3d_jax.training.features.scan`). Read it back with `features.load_built_split(dir, split)`.
+`i3d_jax.data.feature_files.scan`). Read it back with `feature_files.load_built_split(dir, split)`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
-from i3d_jax.training import features as feats
+from i3d_jax.data import feature_files as feats
 
 SETTINGS_KEY = "settings"
 FINGERPRINT_KEY = "settings_fingerprint"

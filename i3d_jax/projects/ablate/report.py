@@ -24,9 +24,10 @@ import ml_collections
 import numpy as np
 from scipy import stats
 
-from i3d_jax import ablate_grid as ablate
 from i3d_jax import schedules
-from i3d_jax.training import state as state_lib
+from i3d_jax.projects.ablate import grid as ablate
+from i3d_jax.training.config import load_config_file, parse_assignment, with_overrides
+from i3d_jax.training.tasks import video_model
 
 METRICS = ("clip_top1", "video_top1")
 
@@ -34,12 +35,12 @@ METRICS = ("clip_top1", "video_top1")
 def forward_cost(config: ml_collections.ConfigDict) -> dict:
     """`{"gflops", "params"}` of one training-shaped clip through the inference forward (XLA's
     cost analysis of the lowered program; nothing is compiled or run)."""
-    config = ablate.apply(config, [("model.graph", "plain")])  # count the math, not a rewrite
-    model = state_lib.build_model(config, None)
+    config = with_overrides(config, [("model.graph", "plain")])  # count the math, not a rewrite
+    model = video_model.build_model(config, None)
     rng = jax.random.key(0)
-    variables = jax.eval_shape(lambda: state_lib.init_variables(config, model, rng))
+    variables = jax.eval_shape(lambda: video_model.init_variables(config, model, rng))
     params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(variables["params"]))
-    x = jax.ShapeDtypeStruct(state_lib.input_shape(config, 1), jnp.float32)
+    x = jax.ShapeDtypeStruct(video_model.input_shape(config, 1), jnp.float32)
     lowered = jax.jit(lambda v, x: model.apply(v, x, train=False)[0]).lower(variables, x)
     cost = lowered.cost_analysis()
     if isinstance(cost, list | tuple):
@@ -113,7 +114,7 @@ def parse_baseline(text: str, grid: ablate.Grid, base: ml_collections.ConfigDict
     if not text:
         field, values = grid.axes[0]
         return {field: values[0]}
-    field, value = ablate.parse_assignment(text, base, False)
+    field, value = parse_assignment(text, base, False)
     if field not in dict(grid.axes):
         raise ValueError(f"--baseline {text!r}: {field} is not an axis of the grid")
     if value not in dict(grid.axes)[field]:
@@ -125,7 +126,7 @@ def build_report(workdir: str | pathlib.Path, baseline: str = "", alpha: float =
     """Collects every run of the grid in `workdir` (missing runs are counted, not invented)."""
     root = pathlib.Path(workdir)
     grid = ablate.read_manifest(root)
-    base = ablate.load_config(grid.config)
+    base = load_config_file(grid.config)
     selector = parse_baseline(baseline, grid, base)
     runs = grid.runs(root)
     settings = {name: dict(ov) for name, ov in grid.settings()}

@@ -21,7 +21,7 @@ Frame pairs are vmapped in batches (`batch_size`); on CPU single pairs were fast
 
 CLI: `python -m i3d_jax.flow VIDEO --out FLOW.npz [--backend jax|opencv] [--fast]` writes `flow`
 (pixels) and `flow_scaled` (the network's [-1, 1] input) for the video as decoded by
-`i3d_jax.preprocess` (25 fps, short side 256); see `i3d_jax.flow_cli` (chunked, with progress).
+`i3d_jax.preprocess` (25 fps, short side 256); see `i3d_jax.flow.cli` (chunked, with progress).
 """
 
 from __future__ import annotations
@@ -410,9 +410,3 @@ def compute_flow(
         out.append(np.asarray(flow)[: min(batch_size, n - start)])
         progress(len(out[-1]))
     return np.concatenate(out).astype(np.float32)
-
-
-if __name__ == "__main__":  # `python -m i3d_jax.flow`: the CLI lives in i3d_jax.flow_cli
-    import runpy
-
-    runpy.run_module("i3d_jax.flow_cli", run_name="__main__")

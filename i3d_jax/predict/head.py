@@ -4,7 +4,7 @@ The head's run (`train.py` workdir of `config.task = "features"`) names its data
 `config.json`; the extraction settings recorded there (a TFDS build's metadata, else the first
 readable file of the train split) say how features must be extracted: the same window, stride,
 fps, crops, endpoint, stream and weights. Each video goes through `i3d_jax.extract_features`
-(the same code as the training features) and `i3d_jax.training.features.read_feature_file`,
+(the same code as the training features) and `i3d_jax.data.feature_files.read_feature_file`,
 then the head runs over the whole masked sequence. A head whose settings differ from what would
 be extracted (other weights given, weights changed since), or whose width differs from the
 network's, is refused before any video is decoded.
@@ -28,7 +28,9 @@ import tensorflow_datasets as tfds
 
 from i3d_jax import extract_features as ef
 from i3d_jax import sharding
-from i3d_jax.training import checkpoints, evaluate, features
+from i3d_jax.data import feature_files
+from i3d_jax.training import checkpoints, evaluate
+from i3d_jax.training.tasks import features
 from i3d_jax.weights import load_pretrained
 
 _IDENTITY = re.compile(r"^(.*) \(\d+ bytes, mtime_ns \d+\)$")
@@ -43,6 +45,7 @@ class HeadRun:
     settings: dict
     fingerprint: str
     label_names: list[str]
+    feature_dim: int  # the width the head was trained on (its `data.json`)
 
 
 def _dataset_settings(config: ml_collections.ConfigDict) -> tuple[dict, str, list[str], str]:
@@ -54,16 +57,16 @@ def _dataset_settings(config: ml_collections.ConfigDict) -> tuple[dict, str, lis
         names = list(info.features["label"].names)
         return meta.get("settings", {}), meta.get("settings_fingerprint", ""), names, f.tfds_dir
     if f.csv:
-        items = features.csv_items(f.csv, split)
+        items = feature_files.csv_items(f.csv, split)
     else:
-        items = features.folder_items(config.dataset.folder, split)
+        items = feature_files.folder_items(config.dataset.folder, split)
     names = sorted({label for _, label in items if label is not None})
     for path, label in items:
         if label is None:
             continue
         try:
-            ex = features.read_feature_file(path)
-        except features.FeatureFileError:
+            ex = feature_files.read_feature_file(path)
+        except feature_files.FeatureFileError:
             continue
         return ex["settings"], ex["fingerprint"], names, str(path)
     raise FileNotFoundError(f"no readable labelled feature file in split {split!r} of the head's data")  # fmt: skip
@@ -93,7 +96,12 @@ def load_run(path: str | pathlib.Path) -> HeadRun:
                          f" pooled={settings.get('pooled')}; expected version {ef.SETTINGS_VERSION}, pooled")  # fmt: skip
     k = config.model.num_classes
     names = names[:k] + [f"class_{i}" for i in range(len(names), k)]
-    return HeadRun(wd.root, config, settings, fp, names)
+    # data.json records the width; runs before it wrote the width into config.json.
+    card = json.loads(wd.data_card.read_text()) if wd.data_card.is_file() else {}
+    width = int(card.get("feature_dim") or config.features.get("feature_dim", 0))
+    if not width:
+        raise ValueError(f"--head {path}: neither data.json nor config.json records the feature width")  # fmt: skip
+    return HeadRun(wd.root, config, settings, fp, names, width)
 
 
 def weights_source(identity: str) -> str:
@@ -124,16 +132,17 @@ class HeadClassifier:
             )
         self.streams = {n: load_pretrained(src) for n, src in sources.items()}
         width = sum(self._width(n) for n in names)
-        if width != run.config.features.feature_dim:
+        if width != run.feature_dim:
             raise ValueError(
-                f"--head {run.workdir} takes features of width {run.config.features.feature_dim}"
-                f"; the weights {sorted(sources.values())} give {width} at {self.config.endpoint}"
+                f"--head {run.workdir} takes features of width {run.feature_dim}; the weights "
+                f"{sorted(sources.values())} give {width} at {self.config.endpoint}"
             )
-        task = features.FeatureSequenceClassification()
-        self.head = task.build_model(run.config)
+        task = features.FeatureSequenceClassification(run.config)
+        self.head = task.build_model()
         mesh = sharding.make_mesh(devices=jax.devices()[:1])
+        shape = features.FeatureData(None, None, tuple(run.label_names), width)
         self.variables, self.where = evaluate.load_variables(
-            run.config, run.workdir, self.head, mesh, task
+            task, shape, run.workdir, self.head, mesh
         )
         self.width = width
         self._apply = jax.jit(lambda v, x, m, t: self.head.apply({"params": v["params"]}, x, m, t)[0])  # fmt: skip
@@ -157,7 +166,7 @@ class HeadClassifier:
                 if name in failed:
                     out[v] = failed[name]
                     continue
-                ex = features.read_feature_file(pathlib.Path(tmp) / ef.output_name(pathlib.Path(v)), self.width)  # fmt: skip
+                ex = feature_files.read_feature_file(pathlib.Path(tmp) / ef.output_name(pathlib.Path(v)), self.width)  # fmt: skip
                 n = len(ex["features"])
                 row = features.pad(ex["features"], ex["times"], 8 * math.ceil(n / 8), 0)
                 args = (row["features"][None], row["mask"][None], row["times"][None])

