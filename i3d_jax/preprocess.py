@@ -418,7 +418,7 @@ def _pyav_frames(path, start, allow_truncated=False):
             raise VideoDecodeError(
                 path,
                 f"truncated: the stream ends after {reached} frames, but the container declares "
-                f"{declared} (pass allow_truncated=True, or --allow-truncated, to accept it)",
+                f"{declared} (pass allow_truncated=True, or --allow_truncated, to accept it)",
             )
     except av.error.FFmpegError as e:
         raise VideoDecodeError(

@@ -23,7 +23,7 @@ counted (``strict=True`` raises); too-short videos and sets of fewer than 2 clip
 before the network runs. Statistics are cached in `cache_dir` under a key that hashes the
 content (file bytes or arrays) and the protocol.
 
-CLI: ``python -m i3d_jax.fvd REAL GENERATED [--num-frames 16] [--sampling first] ...`` where each
+CLI: ``python -m i3d_jax.fvd REAL GENERATED [--num_frames 16] [--sampling first] ...`` where each
 of REAL and GENERATED is a directory of videos or an ``.npz`` holding uint8 ``[N, T, H, W, 3]``.
 """
 
@@ -265,7 +265,7 @@ class _Prepared:
                 f"(num_frames={protocol.num_frames}, frame_stride={protocol.frame_stride}, "
                 f"clips_per_video={protocol.clips_per_video}): {names}"
                 + (f" and {more} more" if more > 0 else "")
-                + "; choose a shorter --num-frames or remove them"
+                + "; choose a shorter --num_frames or remove them"
             )
         self.report.skipped.update(plan.skipped)
         self.clips = plan.clips

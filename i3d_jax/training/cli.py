@@ -30,13 +30,21 @@ def initialize_distributed() -> None:
     sharding.maybe_initialize_distributed(f.coordinator, f.num_processes, f.process_id)
 
 
+HELP_FLAGS = {"--help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml"}
+
+
 def parse_flags(argv: Sequence[str]) -> list[str]:
     """`flags.FLAGS(argv)`; a misspelt flag or `--config.field`, a bad value or a config file that
-    does not load exits with `error: <what was wrong>` on stderr, status 2."""
+    does not load exits with `error: <what was wrong>` on stderr, status 2; `--help` exits 0
+    (absl's own help flag exits 1)."""
     try:
         rest = flags.FLAGS(list(argv))
         if "config" in flags.FLAGS:
             flags.FLAGS.config.keys()  # a config file that failed to load raises here
         return rest
+    except SystemExit as e:
+        if e.code == 1 and HELP_FLAGS & set(argv[1:]):
+            sys.exit(0)
+        raise
     except (flags.Error, OSError, AttributeError, KeyError, ValueError, TypeError) as e:
         sys.exit(cli.fail(f"{cli.message(e)} (see {argv[0]} --help)", cli.EXIT_USAGE))
