@@ -1,17 +1,27 @@
 """The one input contract of i3d_jax: how a video becomes model input.
 
-Decoding (:func:`load_video`, :func:`iter_video_chunks`)
+Decoding (:func:`load_video`, :func:`iter_video_chunks`, :func:`iter_timed_chunks`)
     Any container/codec PyAV (FFmpeg) reads, plus GIF (PyAV, PIL as a fallback). The first video
     stream is decoded; frames come out as ``np.uint8 [T, H, W, 3]`` RGB (grayscale and paletted
     sources become 3 equal/RGB channels).
 
-    * Time: a frame's timestamp is its presentation time minus the stream start, in seconds.
-      ``start``/``end`` (seconds, either optional) keep the output times ``start <= t < end``.
+    * Time: a frame's timestamp is its presentation time (``frame.pts * time_base``) minus the
+      stream start, in seconds. ``start``/``end`` (seconds, either optional) keep the output
+      times ``start <= t < end``.
     * Frame rate: output frame ``k`` is at time ``start + k / fps`` and shows the decoded frame whose
       timestamp is *nearest* to it (ties go to the earlier frame); the video ends at the last
       frame's timestamp plus its duration. So a 2 s video gives ``ceil(2 * fps)`` frames at any
       ``fps`` (frames are repeated when ``fps`` exceeds the native rate, skipped when below).
-      ``fps=None`` keeps every decoded frame at its native rate.
+      ``fps=None`` keeps every decoded frame at its own timestamp (variable frame rates stay
+      variable).
+    * Output times (:func:`iter_timed_chunks`): each output frame's ``[start, end)`` seconds. With
+      ``fps``, ``[start + k / fps, start + (k + 1) / fps)``; with ``fps=None``, from the frame's
+      timestamp to the next frame's (the last one: plus its duration), never past ``end``.
+    * Rotation: frames are turned upright by the stream's display matrix (what phones write; PyAV
+      gives it as ``VideoFrame.rotation``, degrees counter-clockwise, read from the first frame
+      and applied to every frame) in quarter turns with ``np.rot90``; a sideways phone video
+      (``rotation == -90``) comes out portrait. :func:`video_info` reports the upright size and
+      the ``rotation`` applied (0, 90, 180 or -90).
     * Size: resized (area filter) so that the smaller side is ``short_side`` and the aspect ratio
       is kept (the other side rounded); ``short_side=None`` keeps the decoded size.
     * ``max_frames`` stops after that many output frames (decoding stops too).
@@ -103,8 +113,9 @@ def load_video(
       VideoDecodeError: corrupted, truncated or unsupported file, or no frame in the range.
       FileNotFoundError: `path` does not exist.
     """
-    frames = list(
-        _iter_frames(
+    frames = [
+        frame
+        for frame, _, _ in _iter_frames(
             path,
             fps=fps,
             short_side=short_side,
@@ -113,7 +124,7 @@ def load_video(
             max_frames=max_frames,
             allow_truncated=allow_truncated,
         )
-    )
+    ]
     return np.stack(frames)
 
 
@@ -133,10 +144,37 @@ def iter_video_chunks(
     Same frames, in the same order, as `load_video` with the same arguments, concatenated; only one
     chunk is held in memory. Every chunk has `chunk_frames` frames except possibly the last.
     """
+    for frames, _ in iter_timed_chunks(
+        path,
+        chunk_frames,
+        fps=fps,
+        short_side=short_side,
+        start=start,
+        end=end,
+        max_frames=max_frames,
+        allow_truncated=allow_truncated,
+    ):
+        yield frames
+
+
+def iter_timed_chunks(
+    path,
+    chunk_frames: int,
+    *,
+    fps: float | None = 25.0,
+    short_side: int | None = 256,
+    start: float | None = None,
+    end: float | None = None,
+    max_frames: int | None = None,
+    allow_truncated: bool = False,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """`iter_video_chunks` with each frame's time: `(frames [n, H, W, 3] uint8, seconds [n, 2]
+    float64)`, `seconds[i]` the output frame's ``[start, end)`` in the video's seconds (see the
+    module docstring: the resampled grid with `fps`, the decoded timestamps with ``fps=None``)."""
     if chunk_frames < 1:
         raise ValueError(f"iter_video_chunks: chunk_frames must be >= 1, got {chunk_frames}")
-    chunk = []
-    for frame in _iter_frames(
+    chunk, times = [], []
+    for frame, t0, t1 in _iter_frames(
         path,
         fps=fps,
         short_side=short_side,
@@ -146,17 +184,21 @@ def iter_video_chunks(
         allow_truncated=allow_truncated,
     ):
         chunk.append(frame)
+        times.append((t0, t1))
         if len(chunk) == chunk_frames:
-            yield np.stack(chunk)
-            chunk = []
+            yield np.stack(chunk), np.asarray(times, np.float64)
+            chunk, times = [], []
     if chunk:
-        yield np.stack(chunk)
+        yield np.stack(chunk), np.asarray(times, np.float64)
 
 
 def video_info(path) -> dict:
-    """Container facts without decoding: ``{"fps", "num_frames", "duration", "height", "width"}``.
+    """Container facts: ``{"fps", "num_frames", "duration", "height", "width", "rotation"}``.
 
-    Values the container does not state are estimated (``num_frames`` from duration x rate) or 0.
+    Only the first frame is decoded (for its display rotation). ``height``/``width`` are the
+    upright size (as decoded frames come out before resizing) and ``rotation`` the degrees
+    counter-clockwise the decoder turns the stored frames (0, 90, 180 or -90). Values the container
+    does not state are estimated (``num_frames`` from duration x rate) or 0.
     """
     import av
 
@@ -171,15 +213,25 @@ def video_info(path) -> dict:
         else:
             duration = 0.0
         num = stream.frames or int(round(duration * rate))
+        height, width = int(stream.codec_context.height), int(stream.codec_context.width)
+        turns = _first_frame_turns(container, stream)
+        if turns % 2:
+            height, width = width, height
         return {
             "fps": rate,
             "num_frames": int(num),
             "duration": duration,
-            "height": int(stream.codec_context.height),
-            "width": int(stream.codec_context.width),
+            "height": height,
+            "width": width,
+            "rotation": rotation_degrees(turns),
         }
     finally:
         container.close()
+
+
+def rotation_degrees(turns: int) -> int:
+    """Counter-clockwise quarter turns -> degrees in (-180, 180]: 0, 90, 180 or -90."""
+    return (0, 90, 180, -90)[turns % 4]
 
 
 def resized_shape(height: int, width: int, short_side: int | None) -> tuple[int, int]:
@@ -289,8 +341,9 @@ def _open(path):
 
 def _iter_frames(
     path, *, fps, short_side, start, end, max_frames, allow_truncated=False
-) -> Iterator[np.ndarray]:
-    """Yield output frames one at a time (the single decode loop behind every public reader)."""
+) -> Iterator[tuple[np.ndarray, float, float]]:
+    """Yield `(frame, t_start, t_end)` one output frame at a time, upright (the single decode
+    loop behind every public reader; times in seconds, see the module docstring)."""
     if fps is not None and not fps > 0:
         raise ValueError(f"fps must be > 0 or None, got {fps}")
     if short_side is not None and short_side < 1:
@@ -314,27 +367,36 @@ def _iter_frames(
 
     lo = 0.0 if start is None else float(start)
     hi = math.inf if end is None else float(end)
+    turns = _quarter_turns(first[2])  # one display matrix for the whole stream
     count = 0
     resized_cache: tuple[int, np.ndarray] | None = None
 
     def emit(index: int, frame) -> np.ndarray:
         nonlocal resized_cache
         if resized_cache is None or resized_cache[0] != index:
-            resized_cache = (index, _to_rgb(frame, short_side))
+            resized_cache = (index, _to_rgb(frame, short_side, turns))
         return resized_cache[1]
 
     if fps is None:
-        index = 0
-        for t, _, frame in _chain(first, source):
+        # A frame is shown from its timestamp to the next one's: hold it until that is known.
+        held = None  # (index, t, duration, frame)
+        next_t = None
+        for index, (t, dur, frame) in enumerate(_chain(first, source)):
             if t < lo - 1e-6:
                 continue
             if t >= hi - 1e-6:
+                next_t = t
                 break
-            yield emit(index, frame)
-            index += 1
+            if held is not None:
+                yield emit(held[0], held[3]), held[1], t
+                count += 1
+                if max_frames is not None and count >= max_frames:
+                    return
+            held = (index, t, dur, frame)
+        if held is not None:
+            last_end = next_t if next_t is not None else held[1] + held[2]
+            yield emit(held[0], held[3]), held[1], min(last_end, hi)
             count += 1
-            if max_frames is not None and count >= max_frames:
-                return
     else:
         step = 1.0 / fps
         k = 0
@@ -344,7 +406,7 @@ def _iter_frames(
             if prev is not None:
                 mid = 0.5 * (prev[1] + t)
                 while target <= mid + 1e-9 and target < hi - 1e-9:
-                    yield emit(prev[0], prev[3])
+                    yield emit(prev[0], prev[3]), target, lo + (k + 1) * step
                     count += 1
                     k += 1
                     target = lo + k * step
@@ -356,7 +418,7 @@ def _iter_frames(
         if prev is not None:
             video_end = min(prev[1] + prev[2], hi)
             while target < video_end - 1e-9:
-                yield emit(prev[0], prev[3])
+                yield emit(prev[0], prev[3]), target, lo + (k + 1) * step
                 count += 1
                 k += 1
                 target = lo + k * step
@@ -447,16 +509,43 @@ def _pil_gif_frames(path):
         raise VideoDecodeError(path, f"not a readable GIF ({e})") from e
 
 
-def _to_rgb(frame, short_side: int | None) -> np.ndarray:
-    """A decoded frame (PyAV or PIL) -> uint8 [H, W, 3], resized to `short_side`."""
+def _quarter_turns(frame) -> int:
+    """Counter-clockwise quarter turns that make a decoded frame upright: its display matrix's
+    rotation (PyAV's `VideoFrame.rotation`, degrees counter-clockwise in [-180, 180]) rounded to
+    a multiple of 90; 0 for a frame without one (or a PIL frame)."""
+    degrees = getattr(frame, "rotation", 0) or 0
+    return int(round(degrees / 90.0)) % 4
+
+
+def _first_frame_turns(container, stream) -> int:
+    """`_quarter_turns` of the stream's first frame (0 when none decodes: the decode says why)."""
+    import av
+
+    try:
+        for frame in container.decode(stream):
+            return _quarter_turns(frame)
+    except av.error.FFmpegError:
+        pass
+    return 0
+
+
+def _to_rgb(frame, short_side: int | None, turns: int = 0) -> np.ndarray:
+    """A decoded frame (PyAV or PIL) -> uint8 [H, W, 3], resized to `short_side`, then turned
+    `turns` quarter turns counter-clockwise (upright)."""
     if hasattr(frame, "to_ndarray"):  # av.VideoFrame: convert and resize in swscale
+        # The smaller side is the same before and after a quarter turn: resize as stored.
         h, w = resized_shape(frame.height, frame.width, short_side)
         if (h, w) == (frame.height, frame.width):
-            return frame.to_ndarray(format="rgb24")
-        return frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA")
-    from PIL import Image
+            out = frame.to_ndarray(format="rgb24")
+        else:
+            out = frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA")
+    else:
+        from PIL import Image
 
-    h, w = resized_shape(frame.height, frame.width, short_side)
-    if (h, w) != (frame.height, frame.width):
-        frame = frame.resize((w, h), Image.BOX)
-    return np.asarray(frame.convert("RGB"))
+        h, w = resized_shape(frame.height, frame.width, short_side)
+        if (h, w) != (frame.height, frame.width):
+            frame = frame.resize((w, h), Image.BOX)
+        out = np.asarray(frame.convert("RGB"))
+    if turns % 4:
+        out = np.ascontiguousarray(np.rot90(out, turns % 4))
+    return out

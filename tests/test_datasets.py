@@ -1,4 +1,5 @@
-"""video_folder (both layouts, bad files, flow), the schema reader, catalog errors, the build CLI."""
+"""video_folder (both layouts, bad files, flow, rotated videos), the schema reader, catalog errors,
+the build CLI."""
 
 import csv
 import json
@@ -6,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from videos import write_video
+from videos import rotated_for_display, write_video
 
 from i3d_jax import preprocess as pp
 from i3d_jax.data import build, catalog, schema
@@ -97,6 +98,30 @@ def test_resample_and_resize_options(folder_tree, tmp_path):
     assert decoded.shape == (4, 24, 32, 3) and ex["fps"] == 12.5
     assert frame_numbers(decoded) == [written["run_val0"][2] + i for i in (0, 2, 4, 6)]
     assert (ex["height"], ex["width"]) == (48, 64)  # of the source
+
+
+def test_a_rotated_video_is_stored_upright_and_listed_in_the_metadata(tmp_path):
+    # A phone's sideways video (display matrix -90) beside an upright one of the same frames.
+    root = tmp_path / "src"
+    frames = make_frames(6, 0)  # 48 high, 64 wide
+    write_video(root / "train" / "jump" / "flat.mp4", frames)
+    write_video(root / "train" / "jump" / "phone.mp4", rotated_for_display(frames, -90),
+                rotation=-90)  # fmt: skip
+    builder = VideoFolder(folder=root, data_dir=str(tmp_path / "tfds"), fps=None, short_side=None)
+    builder.download_and_prepare()
+    again = VideoFolder(data_dir=str(tmp_path / "tfds"))  # read back from disk
+    examples = read_all(again, "train")
+    for vid in ("flat", "phone"):
+        ex = examples[vid]
+        assert (ex["height"], ex["width"]) == (48, 64)  # the upright size
+        decoded = schema.decode_frames(ex["video"])
+        assert decoded.shape == frames.shape
+        assert np.abs(decoded.astype(int) - frames).mean() < 3.0
+        assert frame_numbers(decoded) == list(range(6))
+    rotated = again.info.metadata["rotated"]
+    assert rotated["count"] == 1 and rotated["files"][0]["rotation"] == -90
+    assert rotated["files"][0]["path"].endswith("phone.mp4")
+    assert rotated["files"][0]["video_id"] == "phone" and rotated["files"][0]["split"] == "train"
 
 
 def test_kinetics_csv_layout_with_time_ranges(tmp_path):

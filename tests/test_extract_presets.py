@@ -1,11 +1,12 @@
 """extract_features --preset: the field's formats, explicit flags over a preset, the preset's name
-in the settings (not the fingerprint), window centre times at native and resampled fps."""
+in the settings (not the fingerprint), window times at native and resampled fps (presentation
+times of variable-frame-rate video, looped windows inside the video), rotated videos."""
 
 import json
 
 import numpy as np
 import pytest
-from videos import write_video
+from videos import rotated_for_display, write_vfr_video, write_video
 
 from i3d_jax import extract_features as ef
 from i3d_jax import model
@@ -51,11 +52,12 @@ def tiny(tmp_path_factory):
     return d
 
 
-def _run(tiny, out, *flags):
-    args = [str(tiny / "v30.mp4"), "--weights", str(tiny / "tiny"), "--out", str(out),
+def _run(tiny, out, *flags, video=None):
+    video = video or tiny / "v30.mp4"
+    args = [str(video), "--weights", str(tiny / "tiny"), "--out", str(out),
             "--short-side", "32", "--crop-size", "32", "--no-progress", *flags]  # fmt: skip
     assert extract_main(args) == 0
-    with np.load(out / "v30.npz") as z:
+    with np.load(out / f"{video.stem}.npz") as z:
         return (z["features"], z["timestamps"], z["times"], json.loads(str(z["settings"])),
                 json.loads(str(z["preprocessing"])))  # fmt: skip
 
@@ -81,13 +83,90 @@ def test_actionformer_preset_at_native_fps_and_an_fps_override(tiny, tmp_path):
     assert feats25.shape[0] == 5
 
 
-def test_a_looped_short_video_has_its_centre_by_the_formula(tiny, tmp_path):
-    # video_features' 64-frame stacks on a 40-frame video: one looped window, centre 32 / 30 s
+def test_a_looped_short_video_has_its_centre_inside_the_video(tiny, tmp_path):
+    # video_features' 64-frame stacks on a 40-frame video: one looped window over the whole
+    # video; its centre is the video's middle, 20 / 30 s (not 32 / 30, frame 32 of the loop)
     _, stamps, times, settings, _ = _run(tiny, tmp_path / "vf", "--preset", "video_features")
     assert (settings["window"], settings["stride"], settings["preset"]) == (
         64,
         64,
         "video_features",
     )
-    np.testing.assert_allclose(times, [32 / 30.0])
     np.testing.assert_allclose(stamps, [[0.0, 40 / 30.0]])  # ends where the video ends
+    np.testing.assert_allclose(times, [20 / 30.0])
+
+
+def test_a_looped_5_frame_video_at_25_fps_keeps_its_time_inside_the_video(tiny, tmp_path):
+    # activitynet: 16-frame windows at 25 fps; 5 frames (0.2 s) loop to fill one window
+    rng = np.random.default_rng(3)
+    video = tmp_path / "five.mp4"
+    write_video(video, rng.integers(0, 255, (5, 40, 48, 3), dtype=np.uint8), fps=25)
+    _, stamps, times, _, _ = _run(tiny, tmp_path / "anet", "--preset", "activitynet", video=video)
+    np.testing.assert_allclose(stamps, [[0.0, 0.2]], atol=1e-9)
+    np.testing.assert_allclose(times, [0.1], atol=1e-9)  # was 8 / 25 = 0.32, after the end
+
+
+def test_native_fps_times_of_a_variable_frame_rate_video_are_its_presentation_times(tiny, tmp_path):
+    # 20 frames at 10 fps, then 50 at 50 fps (3 s; the average rate is 70 / 3 = 23.3 fps)
+    seconds = np.r_[np.arange(20) / 10, 2 + np.arange(50) / 50]
+    rng = np.random.default_rng(4)
+    video = tmp_path / "vfr.mp4"
+    write_vfr_video(video, rng.integers(0, 255, (70, 40, 48, 3), dtype=np.uint8), seconds)
+    _, stamps, times, settings, meta = _run(tiny, tmp_path / "af", "--preset",
+                                            "actionformer_thumos14", video=video)  # fmt: skip
+    assert settings["fps"] is None and meta["video_fps"] == pytest.approx(70 / 3, rel=0.01)
+    # windows of 16 frames every 4: starts 0, 4, ..., 52; a window runs from its first frame's
+    # timestamp to the next frame after its last (frames 52..67 end at frame 68's 2.72 s)
+    starts = np.arange(0, 70 - 16 + 1, 4)
+    truth = np.stack([seconds[starts], seconds[starts + 16]], 1)
+    np.testing.assert_allclose(stamps, truth, atol=1e-9)
+    np.testing.assert_allclose(times, truth.mean(1), atol=1e-9)
+    # window 8 (frames 32..47, 2.24 to 2.56 s): centre 2.40 s, not (32 + 8) / 23.3 = 1.71 s;
+    # window 2 spans both rates (frames 8..23, 0.8 to 2.08 s): 1.44 s
+    assert times[8] == pytest.approx(2.40) and times[2] == pytest.approx(1.44)
+
+
+def test_a_rotated_video_gives_the_upright_features_and_old_files_of_it_are_stale(
+    tiny, tmp_path, capsys
+):
+    # The same 24 frames (40 high, 48 wide), stored upright and as a phone stores them (turned,
+    # display matrix -90): the same features; the rotation is recorded, not in the fingerprint.
+    rng = np.random.default_rng(5)
+    upright = rng.integers(0, 255, (1, 40, 48, 3), dtype=np.uint8).repeat(24, 0)
+    upright = (upright * 0.6 + np.linspace(0, 100, 24)[:, None, None, None]).astype(np.uint8)
+    src = tmp_path / "src"
+    write_video(src / "flat.mp4", upright)
+    write_video(src / "phone.mp4", rotated_for_display(upright, -90), rotation=-90)
+    out = tmp_path / "out"
+    argv = [str(src), "--weights", str(tiny / "tiny"), "--out", str(out), "--window", "16",
+            "--stride", "8", "--short-side", "32", "--crop-size", "32", "--no-progress"]  # fmt: skip
+    assert extract_main(argv) == 0
+    files = {}
+    for name in ("flat", "phone"):
+        with np.load(out / f"{name}.npz") as z:
+            files[name] = {k: z[k] for k in z.files}
+    flat, phone = files["flat"], files["phone"]
+    assert json.loads(str(phone["settings"]))["rotation"] == -90
+    assert json.loads(str(phone["preprocessing"]))["rotation"] == -90
+    assert json.loads(str(flat["settings"]))["rotation"] == 0
+    assert str(phone["settings_fingerprint"]) == str(flat["settings_fingerprint"])
+    diff = np.abs(phone["features"] - flat["features"]).max()
+    assert diff < 0.1 * np.abs(flat["features"]).max(), diff  # codec noise, not another picture
+    np.testing.assert_allclose(phone["timestamps"], flat["timestamps"])
+
+    # Files made before rotations were recorded (no "rotation", the same fingerprint): the
+    # rotated video's is stale and recomputed, naming the change; the upright one's is kept.
+    for name, arrays in files.items():
+        old = json.loads(str(arrays["settings"]))
+        del old["rotation"]
+        np.savez(out / f"{name}.npz", **{**arrays, "settings": json.dumps(old, sort_keys=True)})
+    capsys.readouterr()
+    assert extract_main(argv) == 0
+    captured = capsys.readouterr()
+    assert "wrote 1 (1 recomputed: other settings), skipped 1 already done" in captured.out
+    assert "recomputing" in captured.err and "phone.mp4" in captured.err
+    assert "rotation None -> -90" in captured.err and "flat.mp4" not in captured.err
+    with np.load(out / "phone.npz") as z:
+        assert json.loads(str(z["settings"]))["rotation"] == -90
+    assert extract_main(argv) == 0  # now current: both skipped
+    assert "wrote 0, skipped 2 already done" in capsys.readouterr().out

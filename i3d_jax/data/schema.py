@@ -15,6 +15,9 @@ key             feature                                                 value
 ``width``       ``int32``                                               width of the source video
 ==============  ======================================================  =========================
 
+``height``/``width`` are the source's upright size (a video stored rotated, with a display matrix,
+is decoded upright; ``video_folder`` lists such videos in the metadata under :data:`ROTATED_KEY`).
+
 RGB frames are JPEG (``encoding_format="jpeg"``). Flow frames are PNG (lossless): channel 0 is the
 quantised x displacement, channel 1 the y displacement, channel 2 is zero; the quantisation scale
 (pixels mapped to the uint8 range, see :func:`i3d_jax.preprocess.quantize_flow`) is stored in the
@@ -62,6 +65,10 @@ FLOW_SCALE_KEY = "flow_scale"
 MODALITY_KEY = "modality"
 SKIPPED_KEY = "skipped"
 SOURCE_KEY = "source"  # video_folder: the fingerprint of the source folder and settings
+#: video_folder: the videos stored rotated (a display matrix), whose frames were turned upright:
+#: ``{"count": n, "files": [{"split", "path", "video_id", "rotation"}, ...]}`` (degrees
+#: counter-clockwise, as `i3d_jax.preprocess.video_info` reports them).
+ROTATED_KEY = "rotated"
 
 
 #: ``builder.as_data_source(split, deserialize_method=RAW_DESERIALIZE)`` on an i3d_jax builder keeps

@@ -33,6 +33,11 @@ Bad files (undecodable, missing, too short) are skipped with a warning and recor
 ``strict=True`` raises instead. A stream that ends clearly before its declared frame count is a bad
 file too (``allow_truncated=True`` keeps what decodes).
 
+Rotation: a video stored rotated (a display matrix, as phones write) is decoded upright (its
+``height``/``width`` too) and listed in ``info.metadata["rotated"] = {"count": n, "files":
+[{"split", "path", "video_id", "rotation"}, ...]}`` (degrees counter-clockwise; see
+:func:`i3d_jax.preprocess.video_info`).
+
 Source fingerprint: every ``video_folder`` dataset is stored under
 ``<data_dir>/video_folder/<config>/<version>``, so one ``data_dir`` holds one source per config.
 A build records ``info.metadata["source"]`` (:func:`source_fingerprint`: the resolved folder, the
@@ -211,6 +216,7 @@ class VideoFolder(schema.VideoDatasetBuilder):
         self._flow_cache_dir = flow_cache_dir
         self._allow_truncated = bool(allow_truncated)
         self._skipped: list[dict] = []
+        self._rotated: list[dict] = []
         super().__init__(**kwargs)
 
     def _settings(self) -> dict:
@@ -303,6 +309,7 @@ class VideoFolder(schema.VideoDatasetBuilder):
             "short_side": self._short_side,
             "max_frames": self._max_frames,
             schema.SKIPPED_KEY: {"count": 0, "files": []},
+            schema.ROTATED_KEY: {"count": 0, "files": []},
             SOURCE_KEY: None,
         }
         if self._is_flow:
@@ -331,7 +338,7 @@ class VideoFolder(schema.VideoDatasetBuilder):
                 f"video_folder: classes found in {root} differ from the builder's: "
                 f"{class_names} vs {list(label_feature.names)}"
             )
-        self._skipped = []
+        self._skipped, self._rotated = [], []
         splits = {}
         for split in dict.fromkeys(e.split for e in entries):
             todo = [e for e in entries if e.split == split]
@@ -403,6 +410,13 @@ class VideoFolder(schema.VideoDatasetBuilder):
         fps = self._fps if self._fps is not None else info["fps"]
         if self._is_flow and len(frames) < 2:
             raise _TooShort(f"{entry.path}: {len(frames)} frame(s); flow needs at least 2")
+        if info["rotation"]:
+            self._rotated.append({"split": entry.split, "path": entry.path,
+                                  "video_id": entry.video_id, "rotation": info["rotation"]})  # fmt: skip
+            self.info.metadata[schema.ROTATED_KEY] = {
+                "count": len(self._rotated),
+                "files": list(self._rotated),
+            }
         return frames, {
             schema.LABEL: entry.label,
             schema.VIDEO_ID: entry.video_id,

@@ -28,20 +28,28 @@ Output `DIR/<video file stem>.npz`:
                    `[num_windows, num_crops, *endpoint_shape]` unpooled; with `--stream both`
                    the pooled RGB and flow features concatenated (`[..., D_rgb + D_flow]`), and
                    `features_rgb` / `features_flow` separately
-  `timestamps`     float64 `[num_windows, 2]`: each window's [start, end) in seconds
-                   (`frame / fps`; a looped window ends at the video's end)
-  `times`          float64 `[num_windows]`: each window's centre, `(start + window / 2) / fps`
-                   seconds (`fps`: the video's own rate with `--fps native`)
+  `timestamps`     float64 `[num_windows, 2]`: each window's [start, end) in seconds, from the
+                   decoded frames' times (`preprocess.iter_timed_chunks`): the first frame's
+                   start to the last frame's end, `[start, start + window) / fps` at a
+                   resampled `fps`; at `--fps native` the frames' presentation timestamps, so
+                   variable-frame-rate video gets its real times; a looped window spans the
+                   frames it shows (the whole video, ending at the video's end)
+  `times`          float64 `[num_windows]`: each window's centre, the middle of `timestamps`
+                   (inside the video, also for a looped window)
   `settings`       JSON of everything that changes the numbers (weights, endpoint, window,
-                   stride, fps, short side, crop size, crops, pooling, stream, flow method, and
-                   the preset's name) and `settings_fingerprint` (SHA-256 of all but the preset);
+                   stride, fps, short side, crop size, crops, pooling, stream, flow method, the
+                   preset's name, and the video's `rotation`: the degrees its frames were turned
+                   upright by) and `settings_fingerprint` (SHA-256 of all but the preset and the
+                   rotation, so the files of one dataset share it);
   `endpoint`, `weights`, `stream`, `preprocessing` (JSON) as before.
 
 Windows of different videos are batched together. A rerun skips a video whose `.npz` exists
 with the same settings fingerprint (the output is written to a temporary file and renamed, so a
 present `.npz` is complete); one made with other settings is recomputed (`--on_mismatch
-recompute`, the default, naming what changed) or refused (`--on_mismatch refuse`). A file that
-cannot be decoded is reported and skipped; the others continue and the exit status is 1.
+recompute`, the default, naming what changed) or refused (`--on_mismatch refuse`); so is one
+that records no `rotation` (made before frames were turned upright) of a video stored rotated
+(`rotation None -> -90`). A file that cannot be decoded is reported and skipped; the others
+continue and the exit status is 1.
 """
 
 from i3d_jax.extract_features.batcher import make_apply

@@ -19,10 +19,11 @@ class VideoFeatures:
     """One video's windows as they are computed: starts, times, crop boxes, features."""
 
     path: pathlib.Path
-    fps: float = 0.0  # config.fps, or the video's native rate
+    fps: float = 0.0  # config.fps, or the video's native (average) rate
+    rotation: int = 0  # degrees counter-clockwise the decoder turned the frames upright
     starts: list[int] = dataclasses.field(default_factory=list)
     boxes: list[clips.CropBox] | None = None
-    stamps: list[np.ndarray] = dataclasses.field(default_factory=list)
+    stamps: list[np.ndarray] = dataclasses.field(default_factory=list)  # [1, 2] seconds a window
     features: dict[str, list[list]] = dataclasses.field(default_factory=dict)
     pending: int = 0  # crops queued and not yet computed
     decoded: bool = False  # every window queued: done once `pending` reaches 0

@@ -27,6 +27,8 @@ from i3d_jax.extract_features.settings import (
     settings,
 )
 
+SECONDS = "seconds"  # the key of each frame's [start, end) seconds in `stream_inputs`' chunks
+
 
 def _check(streams: dict[str, tuple[Any, Any]], on_mismatch: str) -> None:
     if not streams or set(streams) - {"rgb", "flow"}:
@@ -111,17 +113,22 @@ def _queue_video(
     video: VideoFeatures, config: ExtractConfig, streams: list[str], flow_fn, batcher, bar
 ) -> None:
     """Decodes `video` chunk by chunk and queues every crop of every window it gives."""
-    video.fps = config.fps or preprocess.video_info(video.path)["fps"]
+    info = preprocess.video_info(video.path)
+    video.fps = config.fps or info["fps"]
+    video.rotation = info["rotation"]
     if not video.fps > 0:
         raise ValueError("the container states no frame rate; pass --fps")
     windows = clips.Windows(config.window, config.stride)
 
     def queue(start: int, inputs: dict[str, np.ndarray]) -> None:
         if video.boxes is None:
-            h, w = next(iter(inputs.values())).shape[1:3]
+            h, w = inputs[streams[0]].shape[1:3]
             video.boxes = clips.crop_boxes(h, w, config.crop_size, config.crops)
         index = len(video.stamps)
-        video.stamps.append(clips.window_seconds(windows.total, [start], config.window, video.fps))
+        # From the first frame's start to the last one's end, of the frames the window shows
+        # (a looped window: the whole video, not past its end).
+        seconds = inputs[SECONDS]
+        video.stamps.append(np.array([[seconds[:, 0].min(), seconds[:, 1].max()]]))
         video.starts.append(start)
         for s in streams:
             video.features.setdefault(s, []).append([None] * len(video.boxes))
@@ -144,24 +151,31 @@ def stream_inputs(
     flow_fn: Callable[[np.ndarray], np.ndarray],
 ) -> Iterator[dict[str, np.ndarray]]:
     """Consecutive aligned chunks of each stream's input: RGB uint8 `[n, H, W, 3]`, flow float32
-    `[n, H, W, 2]` in [-1, 1] (with flow, RGB frame t pairs with the flow from t to t+1)."""
+    `[n, H, W, 2]` in [-1, 1] (with flow, RGB frame t pairs with the flow from t to t+1), and
+    `SECONDS` float64 `[n, 2]`: each frame's [start, end) in the video's seconds (from the decoded
+    timestamps, `preprocess.iter_timed_chunks`; flow from t to t+1 has frame t's)."""
     streams = set(streams)
-    chunks = preprocess.iter_video_chunks(
+    chunks = preprocess.iter_timed_chunks(
         path, config.chunk_frames, fps=config.fps, short_side=config.short_side
     )
     last, pairs = None, 0
-    for frames in chunks:
+    for frames, seconds in chunks:
         if "flow" not in streams:
-            yield {"rgb": frames}
+            yield {"rgb": frames, SECONDS: seconds}
             continue
-        seq = frames if last is None else np.concatenate([last[None], frames])
-        last = frames[-1]
+        if last is None:
+            seq, seq_seconds = frames, seconds
+        else:
+            seq = np.concatenate([last[0][None], frames])
+            seq_seconds = np.concatenate([last[1][None], seconds])
+        last = frames[-1], seconds[-1]
         if len(seq) < 2:
             continue
         pairs += len(seq) - 1
         out = {"flow": preprocess.scale_flow(flow_fn(seq))}
         if "rgb" in streams:
             out["rgb"] = seq[:-1]
+        out[SECONDS] = seq_seconds[:-1]
         yield out
     if "flow" in streams and pairs == 0:
         raise ValueError("the flow stream needs at least 2 frames; the video has 1")

@@ -9,7 +9,13 @@ import pathlib
 from collections.abc import Callable, Iterable
 
 from i3d_jax import clips, preprocess
-from i3d_jax.extract_features.settings import ExtractConfig, settings_diff, stored_settings
+from i3d_jax.extract_features.settings import (
+    PER_VIDEO,
+    ExtractConfig,
+    settings_diff,
+    stored_settings,
+    video_settings,
+)
 
 
 @dataclasses.dataclass
@@ -52,10 +58,11 @@ def plan(
         dest = out_dir / output_name(path)
         if dest.is_file():
             fp, old = stored_settings(dest)
-            if fp == wanted_fp:
+            diff = rerun_reason(path, fp, old, wanted, wanted_fp)
+            if diff is None:
                 result.skipped.append(path.name)
                 continue
-            why = f"{dest} was made with other settings: {settings_diff(old, wanted)}"
+            why = f"{dest} was made with other settings: {diff}"
             if on_mismatch == "refuse":
                 result.failed.append((path.name, why + " (--on_mismatch recompute overwrites it)"))
                 log(f"refusing {path}: {why}")
@@ -64,6 +71,29 @@ def plan(
             result.recomputed.append(path.name)
         todo.append(path)
     return todo, result
+
+
+def rerun_reason(
+    path: pathlib.Path, fp: str, old: dict, wanted: dict, wanted_fp: str
+) -> str | None:
+    """What differs between an existing output (`fp`, `old` settings) of the video `path` and the
+    wanted settings, or None when it is current. Same fingerprint: current when it records the
+    video's rotation (made by a decoder that turns frames upright), or, without that record (an
+    older file), when the video has no display rotation (its frames were already upright)."""
+    if fp != wanted_fp:
+        return settings_diff({k: v for k, v in old.items() if k not in PER_VIDEO}, wanted)
+    if "rotation" in old:
+        return None
+    try:
+        rotation = preprocess.video_info(path)["rotation"]
+    except (ValueError, FileNotFoundError):
+        return None  # unreadable now: nothing to compare (as before rotations were recorded)
+    if rotation == 0:
+        return None
+    return (
+        f"{settings_diff(old, video_settings(wanted, rotation))} (the video is stored rotated; "
+        "the file's frames were not turned upright)"
+    )
 
 
 def estimate_windows(path: pathlib.Path, config: ExtractConfig, flow: bool) -> int:

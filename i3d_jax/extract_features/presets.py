@@ -17,7 +17,10 @@ The stream is not part of a preset: `--stream both` concatenates RGB and flow (R
                          extraction_fps: null`; it writes RGB and flow to separate files, here
                          `features_rgb` / `features_flow` of one file with `--stream both`)
 
-Every window's centre time in seconds is `times = (start + window / 2) / fps` in the output.
+Every window's time in the output comes from its decoded frames: `timestamps` [start, end) from
+the first frame's start to the last one's end (presentation timestamps at the native fps, the
+resampled grid `frame / fps` otherwise) and `times` its middle, inside the video also for a
+looped short video.
 """
 
 from __future__ import annotations

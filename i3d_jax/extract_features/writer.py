@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from i3d_jax.extract_features.batcher import VideoFeatures
-from i3d_jax.extract_features.settings import ExtractConfig
+from i3d_jax.extract_features.settings import ExtractConfig, video_settings
 
 
 def write_atomic(dest: pathlib.Path, arrays: dict[str, Any]) -> None:
@@ -37,17 +37,18 @@ def feature_arrays(
     else:
         arrays["features"] = np.concatenate([feats["rgb"], feats["flow"]], axis=-1)
     meta = dict(dataclasses.asdict(config), video=video.path.name, rgb_range=[-1.0, 1.0],
-                video_fps=video.fps)  # fmt: skip
+                video_fps=video.fps, rotation=video.rotation)  # fmt: skip
     if "flow" in streams:
         meta["flow"] = "TV-L1 pixels clipped to [-20, 20] / 20; windows on T-1 frames"
+    stamps = np.concatenate(video.stamps)
     arrays.update(
-        timestamps=np.concatenate(video.stamps),
-        times=(np.asarray(video.starts, np.float64) + config.window / 2) / video.fps,
+        timestamps=stamps,
+        times=stamps.mean(axis=-1),
         endpoint=config.endpoint,
         weights=json.dumps(weights_id) if isinstance(weights_id, dict) else weights_id,
         stream="both" if len(streams) == 2 else streams[0],
         preprocessing=json.dumps(meta),
-        settings=json.dumps(wanted, sort_keys=True),
+        settings=json.dumps(video_settings(wanted, video.rotation), sort_keys=True),
         settings_fingerprint=wanted_fp,
     )
     return arrays

@@ -138,6 +138,7 @@ def _flow(args: argparse.Namespace) -> int:
         "params": dataclasses.asdict(params),
         "fps": args.fps,
         "short_side": args.short_side,
+        "rotation": info["rotation"],  # degrees the frames were turned upright by
         "layout": "[T-1, H, W, 2] (x, y) pixels from frame t to t+1",
         "scaled": "clip to [-20, 20], divide by 20",
     }
