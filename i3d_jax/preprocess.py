@@ -229,6 +229,49 @@ def video_info(path) -> dict:
         container.close()
 
 
+def stream_fingerprint(path) -> str:
+    """16 hex digits naming the video stream's facts (codec, size, frames, duration, rate);
+    "" when the file does not open (the decode then reports why)."""
+    import hashlib
+
+    try:
+        container = _open(path)
+    except (ValueError, OSError):
+        return ""
+    try:
+        s = container.streams.video[0]
+        facts = [s.codec_context.name, s.codec_context.width, s.codec_context.height, s.frames,
+                 s.duration, str(s.time_base), str(s.average_rate), container.duration]  # fmt: skip
+    finally:
+        container.close()
+    return hashlib.sha256(repr(facts).encode()).hexdigest()[:16]
+
+
+def expected_frames(path, fps: float | None = 25.0) -> int:
+    """The frames `iter_video_chunks(path, fps=fps)` should yield, read from the packets' times
+    without decoding (an estimate: a decoder may drop frames; 0 when nothing is known)."""
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        tb = stream.time_base
+        t0 = stream.start_time or 0
+        packets, end = 0, None
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue
+            packets += 1
+            if packet.pts is not None and tb is not None:
+                stop = packet.pts + (packet.duration or 0)
+                end = stop if end is None else max(end, stop)
+    except Exception:  # an estimate only: the decode that follows reports what is wrong
+        return 0
+    finally:
+        container.close()
+    if fps is None or end is None:
+        return packets
+    return max(math.ceil(float((end - t0) * tb) * fps - 1e-6), 1)
+
+
 def rotation_degrees(turns: int) -> int:
     """Counter-clockwise quarter turns -> degrees in (-180, 180]: 0, 90, 180 or -90."""
     return (0, 90, 180, -90)[turns % 4]

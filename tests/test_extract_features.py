@@ -267,3 +267,50 @@ def test_flow_stream_with_rgb_weights_is_refused_at_once(net, videos, tmp_path, 
         code = extract_main([str(videos), "--weights", str(tmp_path / "rgb_weights"), "--out",
                         str(tmp_path / "out"), *bad])  # fmt: skip
         assert code == 2 and why in capsys.readouterr().err
+
+
+def test_a_file_is_reused_only_for_the_video_that_made_it(net, tmp_path):
+    """Finding 4: `cricket.mp4` then `cricket.webm` into one --out, a video replaced under its
+    name, same-named videos of two folders, and a moved folder (reused, not recomputed)."""
+    config = ef.ExtractConfig(endpoint="Logits", **CONFIG)
+    out, a, b = tmp_path / "out", tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    write_video(a / "clip.mp4", 20, seed=0)
+    write_video(a / "clip.avi", 20, seed=1)
+    write_video(b / "clip.mp4", 20, seed=2)
+
+    def run(*paths):
+        return ef.extract(list(paths), out, {"rgb": net}, config, "tiny", progress=False)
+
+    def source(name):
+        with np.load(out / name) as z:
+            return json.loads(str(z["source"])), z["features"]
+
+    first = run(a / "clip.mp4")
+    second = run(a / "clip.avi")  # another video, same stem: its own file, not a skip
+    assert second.written == ["clip.avi"] and not second.skipped
+    assert first.outputs == {str(a / "clip.mp4"): "clip.npz"} and first.written == ["clip.mp4"]
+    assert second.outputs == {str(a / "clip.avi"): "clip.avi.npz"}
+    (mp4, f_mp4), (avi, f_avi) = source("clip.npz"), source("clip.avi.npz")
+    assert mp4["path"] == str((a / "clip.mp4").resolve()) and avi["name"] == "clip.avi"
+    assert mp4["size"] == (a / "clip.mp4").stat().st_size and len(mp4["stream"]) == 16
+    assert np.abs(f_mp4 - f_avi).max() > 1e-4
+
+    both = run(a / "clip.mp4", a / "clip.avi", b / "clip.mp4")
+    assert sorted(both.skipped) == ["clip.avi", "clip.mp4"] and both.written == ["clip.mp4"]
+    other = both.outputs[str(b / "clip.mp4")]
+    assert other.startswith("clip.mp4.") and source(other)[0]["path"] == str(
+        (b / "clip.mp4").resolve()
+    )
+
+    write_video(a / "clip.mp4", 30, seed=3)  # replaced under the same name
+    replaced = run(a / "clip.mp4")
+    assert (
+        replaced.recomputed == ["clip.mp4"] and replaced.outputs[str(a / "clip.mp4")] == "clip.npz"
+    )
+    assert source("clip.npz")[0]["size"] == (a / "clip.mp4").stat().st_size
+
+    moved = tmp_path / "moved"
+    (a).rename(moved)
+    again = run(moved / "clip.mp4", moved / "clip.avi")
+    assert sorted(again.skipped) == ["clip.avi", "clip.mp4"] and not again.written

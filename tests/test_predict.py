@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from videos import write_video
 
-from i3d_jax import model, preprocess, samples
-from i3d_jax.predict import classify
+from i3d_jax import model, preprocess, samples, schedules
+from i3d_jax.predict import classify, segments
 from i3d_jax.predict.cli import main as predict_main
 from i3d_jax.weights import common, convert, orbax_dir
 
@@ -48,34 +48,56 @@ def test_sample_clip_is_playing_cricket(shared_data, tmp_path, capsys):
     assert "broken.mp4" in err and "missing.mp4" in err and "2 of 3 videos failed" in err
 
 
-def test_chunks_average_per_time_logits(tmp_path):
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory):
+    """A 300-frame video, a tiny 4-class network and the logits of one pass over all of it."""
     rng = np.random.default_rng(0)
-    frames = rng.integers(0, 255, (40, 48, 48, 3), dtype=np.uint8)
-    path = tmp_path / "clip.mp4"
-    write_video(path, frames)
+    path = tmp_path_factory.mktemp("long") / "clip.mp4"
+    write_video(path, rng.integers(0, 255, (300, 40, 40, 3), dtype=np.uint8))
     net = model.tiny(num_classes=4)
     variables = jax.jit(net.init)(jax.random.key(0), jnp.zeros((1, 16, 32, 32, 3)))
-    whole = classify.Classifier(net, variables, short_side=None, crop=32, chunk=1000)
-    chunked = classify.Classifier(net, variables, short_side=None, crop=32, chunk=16)
-    logits_whole, n = whole(path)
-    logits_chunked, n2 = chunked(path)
-    assert n == n2 == 40
-    # Chunks of 16, 16 and a tail of 8 (< 9, the minimum) merged into the second: 16 + 24.
     clip = preprocess.to_float(
         preprocess.center_crop(preprocess.load_video(path, short_side=None), 32)
     )[None]
-    per_time = [
-        np.asarray(jax.jit(net.apply)(variables, clip[:, a:b])[1]["Logits_per_time"][0])
-        for a, b in ((0, 16), (16, 40))
-    ]
-    expected = np.concatenate(per_time).mean(0)
-    np.testing.assert_allclose(logits_chunked, expected, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(
-        logits_whole,
-        np.asarray(jax.jit(net.apply)(variables, clip)[1]["Logits"][0]),
-        rtol=1e-5,
-        atol=1e-5,
-    )
+    out = jax.jit(net.apply)(variables, clip)[1]
+    return path, net, variables, np.asarray(out["Logits"][0]), np.asarray(out["Logits_per_time"][0])
+
+
+@pytest.mark.parametrize("chunk", [16, 64, 256])
+def test_any_chunk_gives_the_logits_of_one_pass_over_the_whole_video(long_clip, chunk):
+    path, net, variables, whole, _ = long_clip
+    classifier = classify.Classifier(net, variables, short_side=None, crop=32, chunk=chunk)
+    logits, frames = classifier(path)
+    assert frames == 300
+    assert np.abs(logits - whole).max() < 1e-5 * max(1.0, np.abs(whole).max())
+    assert classifier.compiled_programs == 1  # every pass has one length
+
+
+def test_a_wrong_frame_estimate_is_corrected(long_clip, monkeypatch):
+    """The plan's frame count comes from the packets; a wrong one is found and the video rerun."""
+    path, net, variables, whole, _ = long_clip
+    monkeypatch.setattr(preprocess, "expected_frames", lambda *a, **k: 297)
+    logits, frames = classify.Classifier(net, variables, short_side=None, crop=32, chunk=16)(path)
+    assert frames == 300
+    np.testing.assert_allclose(logits, whole, rtol=1e-5, atol=1e-6)
+
+
+def test_each_output_step_is_kept_once_from_passes_of_one_length():
+    for schedule in schedules.SCHEDULES:
+        for frames in (9, 40, 57, 200, 301, 302, 303, 1000):
+            for chunk in (9, 16, 64, 256):
+                g = segments.geometry(schedule, frames)
+                plan = segments.plan(schedule, frames, chunk)
+                kept = [t for s in plan for t in range(s.keep_from, s.keep_to)]
+                assert kept == list(range(g.steps)), (schedule, frames, chunk)
+                assert len({s.end - s.start for s in plan}) == 1
+                for s in plan:
+                    assert s.start % g.stride == 0 and 0 <= s.start < s.end <= frames
+                    assert (s.end - s.start) % g.stride == frames % g.stride or len(plan) == 1
+                    # every kept step's receptive field is inside the pass or past the video's end
+                    lo = s.keep_from * g.stride - g.offset
+                    hi = (s.keep_to - 1) * g.stride - g.offset + g.receptive_field
+                    assert s.start <= max(lo, 0) and min(hi, frames) <= s.end
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@ network (`batcher`), write each finished video's file (`writer`); see `i3d_jax.e
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import sys
@@ -16,7 +17,7 @@ from i3d_jax import clips, preprocess
 from i3d_jax.extract_features import plan as plan_lib
 from i3d_jax.extract_features import writer
 from i3d_jax.extract_features.batcher import Batcher, VideoFeatures
-from i3d_jax.extract_features.plan import ExtractResult, output_name
+from i3d_jax.extract_features.plan import ExtractResult
 from i3d_jax.extract_features.settings import (
     CHANNELS,
     CROPS,
@@ -87,7 +88,8 @@ def extract(
 
     def write(video: VideoFeatures) -> None:
         arrays = writer.feature_arrays(video, config, names, weights_id, wanted, wanted_fp)
-        writer.write_atomic(out_dir / output_name(video.path), arrays)
+        arrays["source"] = json.dumps(result.sources[str(video.path)], sort_keys=True)
+        writer.write_atomic(out_dir / result.outputs[str(video.path)], arrays)
         result.written.append(video.path.name)
         video.features.clear()
 

@@ -1,17 +1,19 @@
-"""Whole-video classification: a loaded I3D over every frame of a video, chunk by chunk, with
-the logits of every time step averaged (the paper's test protocol); class names for the output."""
+"""Whole-video classification: a loaded I3D over every frame of a video, with the logits of
+every time step averaged (the paper's test protocol), exactly as one pass over the whole video
+but in passes of bounded length (`segments`); class names for the output."""
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from i3d_jax import clips, graph, labels, preprocess, schedules
+from i3d_jax.predict import segments
 
 
 def read_labels(
@@ -38,7 +40,8 @@ def read_labels(
 
 
 class Classifier:
-    """Runs a loaded model over whole videos, chunk by chunk; returns time-averaged logits."""
+    """Runs a loaded model over whole videos in passes of bounded length; returns the
+    time-averaged logits of one pass over the whole video (`i3d_jax.predict.segments`)."""
 
     def __init__(self, model, variables, *, fps=25.0, short_side=256, crop=224, chunk=256):
         self.model = model.clone(final_endpoint="Logits")
@@ -57,39 +60,90 @@ class Classifier:
 
         self._logits = per_time_logits
 
-    def prepare(self, frames: np.ndarray, path) -> np.ndarray:
-        h, w = frames.shape[1:3]
-        if min(h, w) < self.crop:
-            raise preprocess.VideoDecodeError(
-                path, f"frames of {h}x{w} are smaller than the {self.crop} crop (set --short_side)"
-            )
-        if len(frames) < self.min_frames:  # loop short videos up to the minimum clip
-            frames = frames[clips.window_indices(len(frames), 0, self.min_frames)]
-        box = clips.center_box(h, w, self.crop)
-        return preprocess.to_float(clips.crop(frames, box, self.crop))[None]
+    @property
+    def compiled_programs(self) -> int:
+        """How many programs the passes compiled so far (one per pass length)."""
+        return self._logits._cache_size()
 
     def __call__(self, path) -> tuple[np.ndarray, int]:
         """(logits [num_classes] averaged over all time steps, number of frames decoded)."""
-        total, steps, frames = 0.0, 0, 0
-        chunks = preprocess.iter_video_chunks(
+        frames = max(preprocess.expected_frames(path, self.fps), 1)
+        total, steps, decoded = self._run(path, frames)
+        if decoded != frames:  # the estimate was wrong: again, with the true count
+            total, steps, decoded = self._run(path, decoded)
+        return total / steps, decoded
+
+    def _run(self, path, frames: int) -> tuple[np.ndarray, int, int]:
+        """(sum of per-time logits, time steps, frames decoded) of the passes planned for a
+        video of `frames` frames; when the video has another count, the sums are not used."""
+        schedule = self.model.schedule
+        plan = segments.plan(schedule, max(frames, self.min_frames), self.chunk)
+        stride = segments.geometry(schedule, max(frames, self.min_frames)).stride
+        window = _FrameWindow(self._chunks(path))
+        total, steps = 0.0, 0
+        for seg in plan:
+            clip = window.frames(seg.start, seg.end)
+            if len(clip) < seg.end - seg.start and frames >= self.min_frames:
+                return total, max(steps, 1), window.count_all()  # fewer frames than planned
+            if len(clip) < self.min_frames:  # loop short videos up to the minimum clip
+                clip = clip[clips.window_indices(len(clip), 0, self.min_frames)]
+            logits = np.asarray(self._logits(self.variables, preprocess.to_float(clip)[None]))
+            skip = seg.start // stride
+            kept = logits[seg.keep_from - skip : seg.keep_to - skip]
+            total, steps = total + kept.sum(0), steps + len(kept)
+        return total, steps, window.count_all()
+
+    def _chunks(self, path) -> Iterator[np.ndarray]:
+        """The video's centre crops, uint8, in decode chunks."""
+        for chunk in preprocess.iter_video_chunks(
             path, self.chunk, fps=self.fps, short_side=self.short_side
-        )
-        pending = None
-        for chunk in chunks:
-            frames += len(chunk)
-            # A short tail is merged into the previous chunk instead of run on its own.
-            if pending is not None and len(chunk) < self.min_frames:
-                chunk = np.concatenate([pending, chunk])
-                pending = None
-            if pending is not None:
-                logits = np.asarray(self._logits(self.variables, self.prepare(pending, path)))
-                total, steps = total + logits.sum(0), steps + len(logits)
-            pending = chunk
-        if pending is None:
-            raise preprocess.VideoDecodeError(path, "no frames")
-        logits = np.asarray(self._logits(self.variables, self.prepare(pending, path)))
-        total, steps = total + logits.sum(0), steps + len(logits)
-        return total / steps, frames
+        ):
+            h, w = chunk.shape[1:3]
+            if min(h, w) < self.crop:
+                raise preprocess.VideoDecodeError(
+                    path,
+                    f"frames of {h}x{w} are smaller than the {self.crop} crop (set --short_side)",
+                )
+            yield clips.crop(chunk, clips.center_box(h, w, self.crop), self.crop)
+
+
+class _FrameWindow:
+    """The frames [start, end) of a stream of chunks, holding only what later passes need."""
+
+    def __init__(self, chunks: Iterator[np.ndarray]):
+        self._chunks, self._held, self._first, self._seen = chunks, [], 0, 0
+        self._ended = False
+
+    def frames(self, start: int, end: int) -> np.ndarray:
+        """Frames [start, end) (fewer if the stream ends); earlier frames are dropped."""
+        while self._seen < end and not self._ended:
+            self._pull()
+        self._drop_before(start)
+        held = np.concatenate(self._held) if self._held else np.zeros((0,), np.uint8)
+        return held[: end - start]
+
+    def count_all(self) -> int:
+        """The stream's frame count (reads, without holding, what is left)."""
+        self._held, self._first = [], self._seen
+        while not self._ended:
+            self._pull()
+            self._held, self._first = [], self._seen
+        return self._seen
+
+    def _pull(self) -> None:
+        chunk = next(self._chunks, None)
+        if chunk is None:
+            self._ended = True
+            return
+        self._held.append(chunk)
+        self._seen += len(chunk)
+
+    def _drop_before(self, start: int) -> None:
+        while self._held and self._first + len(self._held[0]) <= start:
+            self._first += len(self._held.pop(0))
+        if self._held and self._first < start:
+            self._held[0] = self._held[0][start - self._first :]
+            self._first = start
 
 
 def top_k(logits: np.ndarray, labels: Sequence[str], k: int) -> list[dict]:

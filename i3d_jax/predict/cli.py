@@ -19,10 +19,11 @@ one prints `error: ...` and exits with status 2.
 
 Each video goes through the input contract of `i3d_jax.preprocess` (25 fps, smaller side 256,
 centre 224 crop, [-1, 1]) and the network runs fully convolutionally over its whole length, the
-paper's test protocol: the logits of every time step are averaged. Videos longer than `--chunk`
-frames are decoded and run in consecutive chunks (never the whole video in memory); the per-time
-logits of all chunks are averaged, weighted by time steps, which differs from one pass only at
-the chunk borders. Videos shorter than the schedule's minimum clip are looped up to it.
+paper's test protocol: the logits of every time step are averaged. Long videos are decoded and
+run in passes of `--chunk` frames plus the receptive field's margins (never the whole video in
+memory) that give exactly the one pass's logits (`i3d_jax.predict.segments`): `--chunk` changes
+memory and speed, never the result. Videos shorter than the schedule's minimum clip are looped
+up to it.
 
 An unreadable or empty video prints an error for that file and the others still run; the exit
 status is 1 if any video failed.
@@ -56,7 +57,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--fps", type=float, default=25.0, help="frames per second decoded")
     parser.add_argument("--short_side", type=int, default=256, help="smaller side resized to")
     parser.add_argument("--crop", type=int, default=224, help="centre crop size")
-    parser.add_argument("--chunk", type=int, default=256, help="frames per forward pass")
+    parser.add_argument(
+        "--chunk",
+        type=int,
+        default=256,
+        help="frames kept per forward pass (memory only: the result is that of one pass)",
+    )
     args = parser.parse_args(argv)
     for name, low in (("top", 1), ("chunk", 1), ("crop", 1), ("short_side", 1)):
         if getattr(args, name) < low:

@@ -166,7 +166,7 @@ class HeadClassifier:
                 if name in failed:
                     out[v] = failed[name]
                     continue
-                ex = feature_files.read_feature_file(pathlib.Path(tmp) / ef.output_name(pathlib.Path(v)), self.width)  # fmt: skip
+                ex = feature_files.read_feature_file(pathlib.Path(tmp) / result.outputs[str(pathlib.Path(v))], self.width)  # fmt: skip
                 n = len(ex["features"])
                 row = features.pad(ex["features"], ex["times"], 8 * math.ceil(n / 8), 0)
                 args = (row["features"][None], row["mask"][None], row["times"][None])
