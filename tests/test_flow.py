@@ -1,6 +1,7 @@
 """TV-L1 flow: the JAX solver against known motions and against OpenCV's reference."""
 
 import json
+import zipfile
 
 import jax
 import numpy as np
@@ -156,7 +157,7 @@ def test_cli_writes_flow_and_scaled(synthetic, tmp_path):
         container.mux(stream.encode())
     out = tmp_path / "flow.npz"
     # Short side 64 keeps the 64x80 size and batch 2 the synthetic batch's compiled program.
-    argv = [str(video), "--out", str(out), "--short-side", "64", "--batch-size", "2"]
+    argv = [str(video), "--out", str(out), "--short-side", "64", "--batch-size", "2", "--scaled"]
     assert flow_cli.main(argv) == 0
     decoded = preprocess.load_video(video, fps=25, short_side=64)
     with np.load(out) as z:
@@ -192,7 +193,7 @@ def test_cli_chunks_progress_and_one_frame_video(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(flow_cli, "CHUNK_FRAMES", 8)
     out = tmp_path / "pan.npz"
     assert flow_cli.main([str(video), "--out", str(out), "--backend", "opencv", "--fast",
-                      "--short-side", "24"]) == 0  # fmt: skip
+                      "--short-side", "24", "--scaled"]) == 0  # fmt: skip
     err = capsys.readouterr().err
     assert "19/19" in err and "pair" in err  # the bar counted every pair
     whole = flow.compute_flow(preprocess.load_video(video, short_side=24), "opencv", "fast")
@@ -200,6 +201,14 @@ def test_cli_chunks_progress_and_one_frame_video(tmp_path, capsys, monkeypatch):
         np.testing.assert_array_equal(z["flow"], whole)
         np.testing.assert_array_equal(z["flow_scaled"], preprocess.scale_flow(whole))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pan.mp4", "pan.npz"]  # no leftovers
+    # Finding 7: by default only `flow`, deflate-compressed (the scaled copy is one numpy line).
+    assert flow_cli.main([str(video), "--out", str(out), "--backend", "opencv", "--fast",
+                          "--short-side", "24", "--no_progress"]) == 0  # fmt: skip
+    with zipfile.ZipFile(out) as zf:
+        assert sorted(zf.namelist()) == ["flow.npy", "meta.npy"]
+        assert zf.getinfo("flow.npy").compress_type == zipfile.ZIP_DEFLATED
+    with np.load(out) as z:
+        np.testing.assert_array_equal(z["flow"], whole)
 
     one = tmp_path / "one.mp4"
     with av.open(str(one), "w") as container:

@@ -1,6 +1,7 @@
 """predict: the release's sample clip with the real Kinetics-400 weights, errors, chunking."""
 
 import json
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -150,3 +151,26 @@ def test_labels_stored_by_convert_are_used(tiny_weights, tmp_path, capsys):
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert [t["label"] for t in record["top"]] == [names[t["index"]] for t in record["top"]]
     assert predict_main([*args, "--labels", "kinetics400"]) == 2  # 400 names for 10 classes
+
+
+def test_a_folder_of_videos_is_classified_with_frame_progress(tiny_weights, tmp_path, capsys):
+    """Finding 7: predict refused a directory that extract_features and fvd accept, and a long
+    video showed no progress."""
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    for name, n in (("a.mp4", 12), ("b.mp4", 20)):
+        write_video(folder / name, rng.integers(0, 255, (n, 40, 40, 3), dtype=np.uint8))
+    (folder / "notes.txt").write_text("not a video")
+    weights = str(tiny_weights / "tiny")
+    args = [str(folder), "--weights", weights, "--short_side", "32", "--crop", "32", "--json"]
+    assert predict_main(args) == 0
+    out, err = capsys.readouterr()
+    records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert [pathlib.Path(r["video"]).name for r in records] == ["a.mp4", "b.mp4"]
+    assert [r["frames"] for r in records] == [12, 20]
+    assert "20/20" in err.replace("\r", "\n") and "frame" in err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert predict_main([str(empty), "--weights", weights]) == 2
+    assert "no video files" in capsys.readouterr().err

@@ -3,9 +3,10 @@
 The video is decoded in chunks (`i3d_jax.preprocess.iter_video_chunks`, 25 fps and short side
 256 by default); each chunk's pairs (with the previous chunk's last frame) go through
 `i3d_jax.flow.compute_flow`, a progress bar counts pairs, and the results are appended to raw
-files beside the output, which are then wrapped into the `.npz` without loading them. Output:
-`flow` float32 `[T-1, H, W, 2]` pixels (x, y) from frame t to t+1, `flow_scaled` (clipped to
-+-20, divided by 20: the network's input) and `meta` (JSON).
+files beside the output, which are then wrapped into a deflate-compressed `.npz` without loading
+them. Output: `flow` float32 `[T-1, H, W, 2]` pixels (x, y) from frame t to t+1 and `meta`
+(JSON: backend, solver parameters, fps, short side, rotation); with `--scaled` also
+`flow_scaled`, the network's input (clipped to +-20, divided by 20: `preprocess.scale_flow`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ CHUNK_FRAMES = 32
 
 
 class NpzStreamWriter:
-    """Builds an uncompressed `.npz` whose arrays are appended in pieces along axis 0."""
+    """Builds a `.npz` (deflate, level 1) whose arrays are appended in pieces along axis 0."""
 
     def __init__(self, dest: pathlib.Path, names: Sequence[str]):
         self.dest = dest
@@ -51,7 +52,9 @@ class NpzStreamWriter:
         for f in self.files.values():
             f.close()
         tmp = self.dest.with_name(f".{self.dest.name}.tmp")
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        with zipfile.ZipFile(
+            tmp, "w", zipfile.ZIP_DEFLATED, allowZip64=True, compresslevel=1
+        ) as zf:
             for name, raw in self.raw.items():
                 shape = (self.length[name], *self.shapes[name])
                 with zf.open(f"{name}.npy", "w", force_zip64=True) as out, open(raw, "rb") as src:
@@ -75,7 +78,9 @@ class NpzStreamWriter:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = cli.ArgumentParser(prog="python -m i3d_jax.flow", description=__doc__)
     parser.add_argument("video", help="a video file PyAV can decode")
-    parser.add_argument("--out", required=True, help="output .npz (flow, flow_scaled, meta)")
+    parser.add_argument("--out", required=True, help="output .npz (flow, meta)")
+    parser.add_argument("--scaled", action="store_true",
+                        help="also store flow_scaled (clip to +-20, / 20: the network's input)")  # fmt: skip
     parser.add_argument("--backend", choices=flow.BACKENDS, default="jax",
                         help="jax: the JAX TV-L1 (any device); opencv: OpenCV's Dual TV-L1")  # fmt: skip
     parser.add_argument("--fast", action="store_true", help="fewer iterations (preset 'fast')")
@@ -109,7 +114,7 @@ def _flow(args: argparse.Namespace) -> int:
     chunks = preprocess.iter_video_chunks(
         args.video, CHUNK_FRAMES, fps=args.fps, short_side=args.short_side
     )
-    writer = NpzStreamWriter(out, ("flow", "flow_scaled"))
+    writer = NpzStreamWriter(out, ("flow", "flow_scaled") if args.scaled else ("flow",))
     bar = tqdm(total=estimate, unit="pair", desc=f"flow ({args.backend})",
                disable=args.no_progress, file=sys.stderr)  # fmt: skip
     last, frames_seen = None, 0
@@ -122,7 +127,8 @@ def _flow(args: argparse.Namespace) -> int:
                 continue
             pixels = flow.compute_flow(seq, args.backend, params, args.batch_size, bar.update)
             writer.append("flow", pixels)
-            writer.append("flow_scaled", preprocess.scale_flow(pixels))
+            if args.scaled:
+                writer.append("flow_scaled", preprocess.scale_flow(pixels))
         if frames_seen < 2:
             raise ValueError(
                 f"{args.video} decodes to {frames_seen} frame at {args.fps} fps; optical "

@@ -65,21 +65,28 @@ class Classifier:
         """How many programs the passes compiled so far (one per pass length)."""
         return self._logits._cache_size()
 
-    def __call__(self, path) -> tuple[np.ndarray, int]:
-        """(logits [num_classes] averaged over all time steps, number of frames decoded)."""
+    def __call__(self, path, progress=None) -> tuple[np.ndarray, int]:
+        """(logits [num_classes] averaged over all time steps, number of frames decoded).
+
+        `progress`: a tqdm-like bar; its total is set to the frames expected, and it advances
+        by the frames decoded."""
         frames = max(preprocess.expected_frames(path, self.fps), 1)
-        total, steps, decoded = self._run(path, frames)
+        if progress is not None:
+            progress.reset(total=frames)
+        total, steps, decoded = self._run(path, frames, progress)
         if decoded != frames:  # the estimate was wrong: again, with the true count
-            total, steps, decoded = self._run(path, decoded)
+            if progress is not None:
+                progress.reset(total=decoded)
+            total, steps, decoded = self._run(path, decoded, progress)
         return total / steps, decoded
 
-    def _run(self, path, frames: int) -> tuple[np.ndarray, int, int]:
+    def _run(self, path, frames: int, progress=None) -> tuple[np.ndarray, int, int]:
         """(sum of per-time logits, time steps, frames decoded) of the passes planned for a
         video of `frames` frames; when the video has another count, the sums are not used."""
         schedule = self.model.schedule
         plan = segments.plan(schedule, max(frames, self.min_frames), self.chunk)
         stride = segments.geometry(schedule, max(frames, self.min_frames)).stride
-        window = _FrameWindow(self._chunks(path))
+        window = _FrameWindow(self._chunks(path, progress))
         total, steps = 0.0, 0
         for seg in plan:
             clip = window.frames(seg.start, seg.end)
@@ -93,11 +100,13 @@ class Classifier:
             total, steps = total + kept.sum(0), steps + len(kept)
         return total, steps, window.count_all()
 
-    def _chunks(self, path) -> Iterator[np.ndarray]:
+    def _chunks(self, path, progress=None) -> Iterator[np.ndarray]:
         """The video's centre crops, uint8, in decode chunks."""
         for chunk in preprocess.iter_video_chunks(
             path, self.chunk, fps=self.fps, short_side=self.short_side
         ):
+            if progress is not None:
+                progress.update(len(chunk))
             h, w = chunk.shape[1:3]
             if min(h, w) < self.crop:
                 raise preprocess.VideoDecodeError(

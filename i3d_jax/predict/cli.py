@@ -33,19 +33,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import pathlib
 import sys
 from collections.abc import Sequence
 
 import numpy as np
 from tqdm import tqdm
 
-from i3d_jax import cli, labels
+from i3d_jax import cli, labels, preprocess
 from i3d_jax.predict.classify import Classifier, read_labels, top_k
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = cli.ArgumentParser(prog="python -m i3d_jax.predict", description=__doc__)
-    parser.add_argument("videos", nargs="+", help="video files (any FFmpeg format, or GIF)")
+    parser.add_argument("videos", nargs="+",
+                        help="video files (any FFmpeg format, or GIF) or folders of them")  # fmt: skip
     parser.add_argument("--weights", help="i3d-jax:kinetics400 or a weights path")
     parser.add_argument("--head", help="a temporal head's workdir (train.py, task=features)")
     parser.add_argument("--flow_weights", help="--head: the flow stream's weights")
@@ -81,9 +83,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     return cli.run(_predict_head if args.head else _predict, args)
 
 
+def expand_folders(paths: Sequence[str]) -> list[str]:
+    """Each folder replaced by its video files (sorted); files, even missing ones, kept (a
+    missing file is reported with the others' results)."""
+    out = []
+    for p in paths:
+        if pathlib.Path(p).is_dir():
+            with cli.before_work():
+                out += [str(f) for f in preprocess.list_videos(p)]
+        else:
+            out.append(p)
+    return out
+
+
 def _predict(args: argparse.Namespace) -> int:
     from i3d_jax.weights import load_pretrained
 
+    args.videos = expand_folders(args.videos)
     with cli.before_work():
         model, variables = load_pretrained(args.weights)
         names = read_labels(args.labels, model.num_classes, args.weights)
@@ -93,14 +109,19 @@ def _predict(args: argparse.Namespace) -> int:
         )  # fmt: skip
     failed = 0
     bar = tqdm(args.videos, unit="video", disable=len(args.videos) < 2, file=sys.stderr)
+    frames_bar = tqdm(
+        unit="frame", leave=False, file=sys.stderr, position=1 if len(args.videos) > 1 else 0
+    )
     for path in bar:
+        frames_bar.set_description(pathlib.Path(path).name)
         try:
-            logits, frames = classify(path)
+            logits, frames = classify(path, frames_bar)
         except (OSError, ValueError) as err:  # VideoDecodeError is a ValueError
             failed += 1
             tqdm.write(f"error: {path}: {err}", file=sys.stderr)
             continue
         report(path, logits, names, args, frames=frames)
+    frames_bar.close()
     return _failures(failed, len(args.videos))
 
 
@@ -128,6 +149,7 @@ def _predict_head(args: argparse.Namespace) -> int:
     """`--head`: features over whole videos, then the head (see `i3d_jax.predict.head`)."""
     from i3d_jax.predict import head
 
+    args.videos = expand_folders(args.videos)
     with cli.before_work():
         run = head.load_run(args.head)
         names = run.label_names
