@@ -258,3 +258,36 @@ def test_cli_errors_and_skips(cli, tmp_path, capsys, real):
     with pytest.raises(SystemExit):
         cli([*base, "--num-frames", "0"])
     assert "expected an integer >= 1" in capsys.readouterr().err
+
+
+def test_cached_stats_say_so_warn_alike_and_a_corrupt_cache_is_recomputed(
+    feature_fn, real, tmp_path
+):
+    """Finding 7: the singular-covariance warning vanished with cached statistics, nothing said the
+    cache was used, and a corrupt cache file gave numpy's allow_pickle advice."""
+    import warnings
+
+    counting = Counting(feature_fn)
+    a, b = real[:3], real[3:6]  # 3 clips each: fewer than the features, a singular covariance
+    reports: list = []
+    with warnings.catch_warnings(record=True) as fresh:
+        warnings.simplefilter("always")
+        first = fvd.fvd(a, b, counting, P, cache_dir=tmp_path, reports=reports)
+    assert [r.cached for r in reports] == [None, None]
+    reports.clear()
+    with warnings.catch_warnings(record=True) as cached:
+        warnings.simplefilter("always")
+        assert fvd.fvd(a, b, counting, P, cache_dir=tmp_path, reports=reports) == first
+    singular = lambda ws: sorted(str(w.message) for w in ws if "singular" in str(w.message))  # noqa: E731
+    assert singular(cached) == singular(fresh) and len(singular(fresh)) == 2
+    assert all(r.cached and r.cached.endswith(".npz") for r in reports)
+    for f in tmp_path.glob("*.npz"):
+        f.write_bytes(b"\x93NUMPY garbage")
+    calls = len(counting.calls)
+    with warnings.catch_warnings(record=True) as corrupt:
+        warnings.simplefilter("always")
+        assert fvd.fvd(a, b, counting, P, cache_dir=tmp_path) == pytest.approx(first)
+    text = " ".join(str(w.message) for w in corrupt)
+    assert "not a readable statistics file" in text and "allow_pickle" not in text
+    assert len(counting.calls) > calls  # recomputed
+    assert fvd.fvd(a, b, counting, P, cache_dir=tmp_path) == pytest.approx(first)

