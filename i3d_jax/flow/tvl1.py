@@ -37,6 +37,12 @@ import numpy as np
 
 BACKENDS = ("jax", "opencv")
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+# The JAX solver's version, recorded with flow it made (flow datasets: `FlowSettings`; feature
+# files: `extract_features.DEFAULT_FLOW_ID`) so that flow from an older solver reads as stale.
+# Bump it when the solver's flow for the same frames and parameters changes. 1 (recorded as no
+# version): until 2026-12-04, warping clamped at the borders and blew up there. 2: warping reads
+# zeros outside the image, as OpenCV.
+SOLVER_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)
