@@ -101,11 +101,14 @@ def test_rotation_small(synthetic):
 
 
 def test_batch_members_independent(synthetic):
-    # Same pairs with different batch-mates and order: each pair's flow is unchanged.
+    # Same pairs with different batch-mates and order: each pair's flow is unchanged, up to float
+    # rounding that XLA:CPU does differently per batch slot (6e-4 px apart even at a fixed
+    # iteration count) and the solver amplifies where matches leave the frame: 0.0041 px at most,
+    # in the translation's border rows (the rotation: 0). A leak between batch-mates would be px.
     gray = flow.to_gray(synthetic["frames"])
     swapped = np.asarray(flow.tvl1_batch(gray[[2, 0]], gray[[3, 1]], flow.DEFAULT))
-    np.testing.assert_allclose(swapped[0], synthetic["est"][2], atol=1e-4)
-    np.testing.assert_allclose(swapped[1], synthetic["est"][0], atol=1e-4)
+    np.testing.assert_allclose(swapped[0], synthetic["est"][2], atol=1e-4)  # the rotation
+    np.testing.assert_allclose(swapped[1], synthetic["est"][0], atol=1e-2)
 
 
 def test_median_filter_matches_numpy():
@@ -117,6 +120,22 @@ def test_median_filter_matches_numpy():
         p = np.pad(u, ((r, r), (r, r), (0, 0)), mode="edge")
         windows = np.stack([p[i : i + 9, j : j + 11] for i in range(k) for j in range(k)])
         np.testing.assert_array_equal(got, np.median(windows, axis=0))
+
+
+@pytest.mark.skipif(not flow.opencv_available(), reason="needs opencv-contrib-python-headless")
+def test_warp_matches_opencv_remap():
+    # OpenCV's TV-L1 warps with `remap(INTER_CUBIC)` and its default border: taps outside read 0.
+    # Displacements up to 4 px on a 1/32 px grid (remap's precision), many landing outside.
+    import cv2
+
+    rng = np.random.default_rng(1)
+    img = rng.uniform(0, 255, (9, 11)).astype(np.float32)
+    u = (np.rint(rng.uniform(-4, 4, (9, 11, 2)) * 32) / 32).astype(np.float32)
+    ys, xs = np.mgrid[0:9, 0:11].astype(np.float32)
+    ref = cv2.remap(img, xs + u[..., 0], ys + u[..., 1], cv2.INTER_CUBIC)
+    got = np.asarray(jax.jit(tvl1._warp)(img[None], u))[0]
+    assert (ref == 0).sum() > 5  # some samples fall wholly outside
+    np.testing.assert_allclose(got, ref, atol=1e-3)
 
 
 def test_bad_input():
@@ -139,6 +158,33 @@ def test_matches_opencv_on_real_frames(shared_data):
     print(f"mean EPD vs OpenCV {epd.mean():.4f} px; mean |flow| {magnitude.mean():.4f} px")
     assert magnitude.mean() > 0.8  # the clip moves: the comparison is not trivially zero
     assert epd.mean() < 0.15, epd.mean()
+
+
+@pytest.mark.skipif(not flow.opencv_available(), reason="needs opencv-contrib-python-headless")
+def test_matches_opencv_at_the_borders(shared_data):
+    # Real pairs (frames 38->39 and 13->14, 64x80 crops) with the first frame cropped 4 px lower:
+    # a camera tilt, everything moves 4 px down and the bottom rows' matches leave the frame.
+    # Warping with clamped taps pushed such pixels further out at every warp: max |flow| 24.8 and
+    # 26.7 px where OpenCV's is 7.5 and 6.9; max |diff| in the outer 16 px 20.2 and 22.4 px.
+    gif = Image.open(shared_data / "v_CricketShot_g04_c01_rgb.gif")
+    frames = np.stack([np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(gif)])
+    crops = [(38, 20, 144), (13, 60, 72)]  # (frame, top, left)
+    first = np.stack([frames[t, y + 4 : y + 4 + H, x : x + W] for t, y, x in crops])
+    second = np.stack([frames[t + 1, y : y + H, x : x + W] for t, y, x in crops])
+    # Batch 2 at 64x80: the synthetic batch's compiled program.
+    ours = np.asarray(flow.tvl1_batch(flow.to_gray(first), flow.to_gray(second), flow.DEFAULT))
+    border = np.ones((H, W), bool)
+    border[16:-16, 16:-16] = False
+    for i in range(2):
+        ref = flow.compute_flow(np.stack([first[i], second[i]]), "opencv")[0]
+        diff = np.abs(ours[i] - ref)[border].max()
+        epd = np.sqrt(((ours[i] - ref) ** 2).sum(-1))[border].mean()
+        peak, ref_peak = np.abs(ours[i]).max(), np.abs(ref).max()
+        print(f"pair {i}: border max |diff| {diff:.2f} px, mean EPD {epd:.3f} px; "
+              f"max |flow| {peak:.2f} px (OpenCV {ref_peak:.2f})")  # fmt: skip
+        assert np.median(ref[..., 1]) > 3.5  # the tilt is there: the comparison is not trivial
+        assert peak < ref_peak + 1.0, (i, peak, ref_peak)
+        assert diff < 3.5 and epd < 0.08, (i, diff, epd)
 
 
 def test_cli_writes_flow_and_scaled(synthetic, tmp_path):

@@ -3,6 +3,8 @@ the recorded settings, the video_folder flow build (resumable, CLI flags) and th
 of a dataset built with other flow settings."""
 
 import dataclasses
+import hashlib
+import json
 
 import jax
 import ml_collections
@@ -169,6 +171,24 @@ def test_expected_settings_refuse_other_ones_naming_both():
         flow_build.check_expected(recorded, bound=5.0)
     with pytest.raises(FlowSettingsMismatchError, match="records no flow settings"):
         flow_build.check_expected(None, solver="jax")
+
+
+def test_jax_flow_records_the_solver_version_and_older_reads_stale():
+    current = FlowSettings(solver="jax", preset="default").as_metadata()
+    assert current["solver_version"] == flow.SOLVER_VERSION == 2
+    flow_build.check_expected(current, solver="jax", preset="default")
+    # A dataset from before the border fix (2026-12-04) records no version: version 1.
+    old = {k: v for k, v in current.items() if k != "solver_version"}
+    # Its cached videos were named by the fingerprint of that metadata: not reused.
+    old_fingerprint = hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:16]
+    assert FlowSettings(solver="jax", preset="default").fingerprint() != old_fingerprint
+    flow_build.check_expected(old, preset="default")  # no solver expected: accepted
+    with pytest.raises(FlowSettingsMismatchError) as e:
+        flow_build.check_expected(old, solver="jax", where="ds Y")
+    msg = str(e.value)
+    assert "ds Y was built with flow settings solver=jax preset=default bound=20.0 " in msg
+    assert "solver_version=1" in msg and "expects solver=jax solver_version=2" in msg
+    assert "differing: solver_version" in msg
 
 
 def _flow_cfg(data_dir, **expected) -> ml_collections.ConfigDict:

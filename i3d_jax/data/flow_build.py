@@ -94,14 +94,18 @@ class FlowSettings:
         return next((k for k, v in flow.PRESETS.items() if v == self.preset), "custom")
 
     def as_metadata(self) -> dict:
-        """What a dataset records: solver, preset name, TV-L1 parameters, bound, quantisation."""
-        return {
+        """What a dataset records: solver (and the JAX solver's `flow.SOLVER_VERSION`), preset
+        name, TV-L1 parameters, bound, quantisation."""
+        out = {
             "solver": self.solver,
             "preset": self.preset_name,
             "params": dataclasses.asdict(self.params),
             "bound": float(self.bound),
             "quantization": QUANTIZATION,
         }
+        if self.solver == "jax":
+            out["solver_version"] = flow.SOLVER_VERSION
+        return out
 
     def fingerprint(self) -> str:
         """16 hex digits of sha256 over `as_metadata()`: equal for settings giving the same flow."""
@@ -123,8 +127,11 @@ class FlowSettings:
 
 
 def describe_metadata(meta: dict) -> str:
-    """One line for recorded flow settings: solver, preset, bound (and non-preset parameters)."""
+    """One line for recorded flow settings: solver, preset, bound (the JAX solver's version and
+    non-preset parameters too)."""
     text = f"solver={meta.get('solver')} preset={meta.get('preset')} bound={meta.get('bound')}"
+    if meta.get("solver") == "jax":
+        text += f" solver_version={meta.get('solver_version', 1)}"  # none recorded: version 1
     params = meta.get("params")
     if params is not None and meta.get("preset") not in flow.PRESETS:
         text += f" params={params}"
@@ -147,7 +154,9 @@ def check_expected(
     where: str = "the flow dataset",
 ) -> None:
     """Raises `FlowSettingsMismatchError` naming both when `recorded` (a dataset's
-    `as_metadata()`) differs from what a run expects; "" / 0 expects nothing for that field."""
+    `as_metadata()`) differs from what a run expects; "" / 0 expects nothing for that field.
+    Expecting solver "jax" expects this code's `flow.SOLVER_VERSION` too (a dataset recording
+    none was made by version 1)."""
     expected = {}
     if solver:
         if solver not in SOLVERS:
@@ -160,6 +169,8 @@ def check_expected(
         expected_params = dataclasses.asdict(_preset_params(preset))
     if bound:
         expected["bound"] = float(bound)
+    if solver == "jax":
+        expected["solver_version"] = flow.SOLVER_VERSION
     if not expected:
         return
     wanted = " ".join(f"{k}={v}" for k, v in expected.items())
@@ -172,6 +183,8 @@ def check_expected(
     differs = []
     if "solver" in expected and recorded.get("solver") != solver:
         differs.append("solver")
+    elif "solver_version" in expected and recorded.get("solver_version", 1) != flow.SOLVER_VERSION:
+        differs.append("solver_version")
     if "preset" in expected and recorded.get("params") != expected_params:
         differs.append("preset")
     if "bound" in expected and float(recorded.get("bound", -1)) != expected["bound"]:

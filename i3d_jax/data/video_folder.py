@@ -240,6 +240,7 @@ class VideoFolder(schema.VideoDatasetBuilder):
         meta = self._flow_settings().as_metadata()
         if self._flow_fn is not None:
             meta["solver"] = f"stand-in {getattr(self._flow_fn, '__qualname__', self._flow_fn)}"
+            meta.pop("solver_version", None)  # not the JAX solver's flow
         return meta
 
     def flow_cache_dir(self) -> pathlib.Path:

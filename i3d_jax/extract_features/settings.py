@@ -16,13 +16,19 @@ import numpy as np
 from i3d_jax import clips, schedules
 from i3d_jax.data.feature_files import settings_diff
 from i3d_jax.extract_features import presets
+from i3d_jax.flow import SOLVER_VERSION
 
 CROPS = clips.CROP_SETS
 STREAMS = ("rgb", "flow", "both")
 ON_MISMATCH = ("recompute", "refuse")
 CHANNELS = {"rgb": 3, "flow": 2}
 # Hashed into every file's settings: byte-identical across releases, or old folders recompute.
-DEFAULT_FLOW_ID = "i3d_jax.flow.compute_flow (TV-L1, JAX backend, default parameters)"
+# With the solver's version, so flow features of an older solver read as stale (files made
+# before version 2, the border fix of 2026-12-04, name no version).
+DEFAULT_FLOW_ID = (
+    "i3d_jax.flow.compute_flow (TV-L1, JAX backend, default parameters, "
+    f"solver version {SOLVER_VERSION})"
+)
 SETTINGS_VERSION = 2
 #: Facts of the one video recorded in its file's `settings` but not hashed into the fingerprint
 #: (the files of one dataset differ in them): `rotation`, the degrees counter-clockwise the decoder

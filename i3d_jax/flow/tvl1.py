@@ -14,9 +14,10 @@ point-wise thresholding step (v), the flow update u = v + theta div p and the Ch
 projected-gradient step on the dual variable p until the mean squared flow update falls under
 `epsilon**2` (or `outer_iterations x inner_iterations` steps), with an optional median filter of
 the flow at the start of each outer iteration (a pruned sorting network of min/max, which XLA
-fuses; a sort was 10x slower on CPU). Intensities are in [0, 255], as in OpenCV. Differences
-from OpenCV: the image pyramid is antialiased (linear filter), warping clamps at the borders
-instead of reading zeros, and the flow is upsampled with the exact per-axis size ratio.
+fuses; a sort was 10x slower on CPU). Intensities are in [0, 255], as in OpenCV, and warping
+reads zeros outside the image, as OpenCV's `remap` (so the data term lets go where a match leaves
+the frame). Differences from OpenCV: the image pyramid is antialiased (linear filter) and the flow
+is upsampled with the exact per-axis size ratio (OpenCV: 1 / scale_step on both axes).
 Frame pairs are vmapped in batches (`batch_size`); on CPU single pairs were faster per pair.
 
 CLI: `python -m i3d_jax.flow VIDEO --out FLOW.npz [--backend jax|opencv] [--fast]` writes `flow`
@@ -36,6 +37,12 @@ import numpy as np
 
 BACKENDS = ("jax", "opencv")
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+# The JAX solver's version, recorded with flow it made (flow datasets: `FlowSettings`; feature
+# files: `extract_features.DEFAULT_FLOW_ID`) so that flow from an older solver reads as stale.
+# Bump it when the solver's flow for the same frames and parameters changes. 1 (recorded as no
+# version): until 2026-12-04, warping clamped at the borders and blew up there. 2: warping reads
+# zeros outside the image, as OpenCV.
+SOLVER_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +92,8 @@ class TVL1Params:
 DEFAULT = TVL1Params()
 # Fewer iterations: 3 warps, at most 2 x 15 steps each. At 320x240 it took 0.61 s/pair vs 0.97 on
 # a shared 2-core CPU and 3.2 vs 4.5 ms/pair on an H200; mean end-point difference from OpenCV's
-# defaults on the release's sample clip was 0.044 px (DEFAULT: 0.022 px).
+# defaults on the release's sample clip was 0.044 px (DEFAULT: 0.022 px; both measured before the
+# border fix of 2026-12-04).
 FAST = TVL1Params(warps=3, inner_iterations=15, outer_iterations=2)
 PRESETS = {"default": DEFAULT, "fast": FAST}
 
@@ -136,22 +144,33 @@ def _cubic_weights(t: jax.Array, a: float = -0.75) -> tuple[jax.Array, ...]:
     return far(1 + t), near(t), near(1 - t), far(2 - t)
 
 
+def _taps(pos: jax.Array, size: int) -> tuple[jax.Array, jax.Array]:
+    """Bicubic taps along one axis: indices `[4, ...]` (clamped) and weights (0 outside)."""
+    start = jnp.floor(pos)
+    index, weight = [], []
+    for k, wt in enumerate(_cubic_weights(pos - start)):
+        t = start + (k - 1)  # float: no int overflow for a wild flow
+        weight.append(jnp.where((t >= 0) & (t <= size - 1), wt, 0.0))
+        index.append(jnp.clip(t, 0, size - 1).astype(jnp.int32))
+    return jnp.stack(index), jnp.stack(weight)
+
+
 def _warp(images: jax.Array, u: jax.Array) -> jax.Array:
-    """Bicubic sampling of `images [C, H, W]` at `(x + u_x, y + u_y)`, borders clamped."""
+    """Bicubic sampling of `images [C, H, W]` at `(x + u_x, y + u_y)`; taps outside read 0.
+
+    Zero outside the image is OpenCV's `remap` (its default constant border) and what keeps the
+    solver stable at the borders: where a pixel's match leaves the image, the warped gradient is
+    0, so the data term lets go and the smoothness term fills the flow in. Clamped taps (the
+    border replicated) kept the border pixel's gradient there while the warped image stayed
+    constant, so each warp re-linearised to the same residual and pushed the flow further out
+    (tens to hundreds of pixels over the levels, in bands along the border).
+    """
     _, h, w = images.shape
     ys, xs = jnp.meshgrid(jnp.arange(h, dtype=u.dtype), jnp.arange(w, dtype=u.dtype), indexing="ij")
-    x = xs + u[..., 0]
-    y = ys + u[..., 1]
-    x0 = jnp.floor(x)
-    y0 = jnp.floor(y)
-    wx = _cubic_weights(x - x0)
-    wy = _cubic_weights(y - y0)
-    x0 = x0.astype(jnp.int32)
-    y0 = y0.astype(jnp.int32)
-    xi = jnp.stack([jnp.clip(x0 + i - 1, 0, w - 1) for i in range(4)])  # [4, H, W]
-    yi = jnp.stack([jnp.clip(y0 + j - 1, 0, h - 1) for j in range(4)])
+    xi, wx = _taps(xs + u[..., 0], w)  # [4, H, W]
+    yi, wy = _taps(ys + u[..., 1], h)
     index = (yi[:, None] * w + xi[None, :]).reshape(16, -1)  # [16, H*W], all taps at once
-    weight = (jnp.stack(wy)[:, None] * jnp.stack(wx)[None, :]).reshape(16, h, w)
+    weight = (wy[:, None] * wx[None, :]).reshape(16, h, w)
     taps = images.reshape(images.shape[0], -1)[:, index].reshape(-1, 16, h, w)
     return jnp.einsum("cthw,thw->chw", taps, weight, precision=jax.lax.Precision.HIGHEST)
 
