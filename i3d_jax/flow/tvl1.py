@@ -21,7 +21,7 @@ is upsampled with the exact per-axis size ratio (OpenCV: 1 / scale_step on both 
 Frame pairs are vmapped in batches (`batch_size`); on CPU single pairs were faster per pair.
 
 CLI: `python -m i3d_jax.flow VIDEO --out FLOW.npz [--backend jax|opencv] [--fast]` writes `flow`
-(pixels) and `flow_scaled` (the network's [-1, 1] input) for the video as decoded by
+(pixels; `--scaled` adds `flow_scaled`, the network's [-1, 1] input) for the video as decoded by
 `i3d_jax.preprocess` (25 fps, short side 256); see `i3d_jax.flow.cli` (chunked, with progress).
 """
 
