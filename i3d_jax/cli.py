@@ -15,6 +15,7 @@ import argparse
 import ast
 import contextlib
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 
 EXIT_FAILED = 1
@@ -91,10 +92,21 @@ def fail(text: str, code: int = EXIT_FAILED) -> int:
 
 
 def run(work: Callable[..., int | None], *args) -> int:
-    """`work(*args)`'s exit status; `UsageError` -> `error: ...`, 2; other user errors -> 1."""
+    """`work(*args)`'s exit status; `UsageError` -> `error: ...`, 2; other user errors -> 1.
+    Warnings print as `warning: ...` lines (no source line)."""
+    shown = warnings.showwarning
+    warnings.showwarning = _show_warning
     try:
         return int(work(*args) or 0)
     except UsageError as e:
         return fail(message(e), EXIT_USAGE)
     except USER_ERRORS as e:
         return fail(message(e), EXIT_FAILED)
+    finally:
+        warnings.showwarning = shown
+
+
+def _show_warning(msg, category, filename, lineno, file=None, line=None) -> None:
+    if issubclass(category, DeprecationWarning):
+        return
+    print(f"warning: {msg}", file=sys.stderr, flush=True)

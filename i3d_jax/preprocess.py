@@ -49,6 +49,7 @@ from __future__ import annotations
 import math
 import os
 import pathlib
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -411,6 +412,7 @@ def _iter_frames(
     lo = 0.0 if start is None else float(start)
     hi = math.inf if end is None else float(end)
     turns = _quarter_turns(first[2])  # one display matrix for the whole stream
+    _warn_if_upscaled(path, first[2], short_side)
     count = 0
     resized_cache: tuple[int, np.ndarray] | None = None
 
@@ -470,6 +472,26 @@ def _iter_frames(
     if count == 0:
         raise VideoDecodeError(
             path, f"no frame in the requested time range start={start}, end={end} (seconds)"
+        )
+
+
+class UpscaleWarning(UserWarning):
+    """Frames much smaller than the smaller side they are resized to (shown for every video)."""
+
+
+warnings.filterwarnings("always", category=UpscaleWarning)
+UPSCALE_WARNING = 2.0  # warn above this factor
+
+
+def _warn_if_upscaled(path, frame, short_side: int | None) -> None:
+    small = min(frame.height, frame.width)
+    if short_side is not None and short_side > UPSCALE_WARNING * small:
+        warnings.warn(
+            f"{os.fspath(path)}: frames of {frame.height}x{frame.width} are upscaled "
+            f"{short_side / small:.1f}x to a smaller side of {short_side}; the network sees "
+            "little detail (pass a smaller --short_side to keep the size)",
+            UpscaleWarning,
+            stacklevel=4,
         )
 
 

@@ -201,3 +201,24 @@ def test_to_float_and_flow_scaling():
     np.testing.assert_allclose(
         pp.dequantize_flow_pixels(q5, bound=5.0), np.clip(fine, -5, 5), atol=5 / 254 + 1e-6
     )
+
+
+def test_a_small_video_upscaled_much_is_said(tmp_path, capsys):
+    """Finding 7: a 64x48 input was upscaled 5x without a word."""
+    import warnings
+
+    from i3d_jax.flow import cli as flow_cli
+
+    path = tmp_path / "small.mp4"
+    write_video(path, np.zeros((3, 48, 64, 3), np.uint8))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pp.load_video(path)  # smaller side 256: 5.3x
+        pp.load_video(path, short_side=96)  # 2x: fine
+    texts = [str(w.message) for w in caught if issubclass(w.category, pp.UpscaleWarning)]
+    assert texts == [f"{path}: frames of 48x64 are upscaled 5.3x to a smaller side of 256; the "
+                     "network sees little detail (pass a smaller --short_side to keep the size)"]  # fmt: skip
+    assert flow_cli.main([str(path), "--out", str(tmp_path / "f.npz"), "--backend", "opencv",
+                          "--fast", "--no_progress"]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "warning: " + texts[0] in err and "UpscaleWarning" not in err
