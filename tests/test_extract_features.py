@@ -169,7 +169,7 @@ def test_resume_after_interrupt_and_bad_file(net, videos, tmp_path, monkeypatch,
         np.testing.assert_allclose(z["timestamps"], [[0.0, 0.64]])
 
 
-def test_both_streams_with_injected_flow(net, videos, tmp_path):
+def test_both_streams_with_injected_flow(net, videos, tmp_path, capsys):
     flow_net = model.tiny(input_channels=2)
     flow_vars = common.random_variables(flow_net, seed=2)
     calls = []
@@ -181,8 +181,10 @@ def test_both_streams_with_injected_flow(net, videos, tmp_path):
     config = ef.ExtractConfig(endpoint="Logits", crops="ten", **CONFIG)
     streams = {"rgb": net, "flow": (flow_net, flow_vars)}
     ids = {"rgb": "a", "flow": "b"}
-    ef.extract([videos / "long.mp4"], tmp_path, streams, config, ids, fake_flow, progress=False)
+    ef.extract([videos / "long.mp4"], tmp_path, streams, config, ids, fake_flow, progress=True)
     assert sum(c[0] - 1 for c in calls) == 49  # flow of every pair, in chunks
+    # Finding 7: the bar sat at 0/N while flow ran; it now says which pairs are computed.
+    assert "long.mp4: TV-L1 flow of pairs 1-" in capsys.readouterr().err
     assert all(c[1:] == (40, 56, 3) for c in calls)
     with np.load(tmp_path / "long.npz") as z:
         both, rgb, flow = z["features"], z["features_rgb"], z["features_flow"]

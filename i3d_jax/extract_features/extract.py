@@ -138,7 +138,8 @@ def _queue_video(
                 clip = clips.crop(inputs[s], box, config.crop_size, is_flow=s == "flow")
                 batcher.add(video, index, s, k, clip)
 
-    for chunk in stream_inputs(video.path, config, streams, flow_fn):
+    status = lambda s: bar.set_postfix_str(f"{video.path.name}: {s}")  # noqa: E731
+    for chunk in stream_inputs(video.path, config, streams, flow_fn, status):
         for start, inputs in windows.push(chunk):
             queue(start, inputs)
         bar.set_postfix_str(f"{video.path.name}: {windows.total} frames decoded")
@@ -151,11 +152,13 @@ def stream_inputs(
     config: ExtractConfig,
     streams: Iterable[str],
     flow_fn: Callable[[np.ndarray], np.ndarray],
+    status: Callable[[str], None] | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Consecutive aligned chunks of each stream's input: RGB uint8 `[n, H, W, 3]`, flow float32
     `[n, H, W, 2]` in [-1, 1] (with flow, RGB frame t pairs with the flow from t to t+1), and
     `SECONDS` float64 `[n, 2]`: each frame's [start, end) in the video's seconds (from the decoded
-    timestamps, `preprocess.iter_timed_chunks`; flow from t to t+1 has frame t's)."""
+    timestamps, `preprocess.iter_timed_chunks`; flow from t to t+1 has frame t's). `status`
+    hears which pairs' flow is being computed (the long part of a flow stream)."""
     streams = set(streams)
     chunks = preprocess.iter_timed_chunks(
         path, config.chunk_frames, fps=config.fps, short_side=config.short_side
@@ -173,6 +176,8 @@ def stream_inputs(
         last = frames[-1], seconds[-1]
         if len(seq) < 2:
             continue
+        if status is not None:
+            status(f"TV-L1 flow of pairs {pairs + 1}-{pairs + len(seq) - 1}")
         pairs += len(seq) - 1
         out = {"flow": preprocess.scale_flow(flow_fn(seq))}
         if "rgb" in streams:
