@@ -174,3 +174,16 @@ def test_a_folder_of_videos_is_classified_with_frame_progress(tiny_weights, tmp_
     empty.mkdir()
     assert predict_main([str(empty), "--weights", weights]) == 2
     assert "no video files" in capsys.readouterr().err
+
+
+def test_videos_of_many_lengths_share_a_few_programs(long_clip, tmp_path):
+    """Issue 25: predict compiled one program per video length; passes now have one length per
+    residue of the video's length modulo the network's stride (8): at most 8 programs."""
+    _, net, variables, _, _ = long_clip
+    classifier = classify.Classifier(net, variables, short_side=None, crop=32, chunk=64)
+    rng = np.random.default_rng(5)
+    for n in (300, 308, 316, 301):
+        path = tmp_path / f"v{n}.mp4"
+        write_video(path, rng.integers(0, 255, (n, 40, 40, 3), dtype=np.uint8))
+        assert classifier(path)[1] == n
+    assert classifier.compiled_programs == 2  # 300, 308, 316 = 4 (mod 8); 301 = 5
