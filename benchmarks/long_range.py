@@ -69,11 +69,14 @@ def train_network(workdir: pathlib.Path, data_dir: pathlib.Path, steps: int) -> 
     config.dataset.data_dir = str(data_dir)
     config.num_train_steps = steps
     config.checkpoint.every_steps = min(config.checkpoint.every_steps, steps)
-    out = loop.train_and_evaluate(config, workdir / "i3d")
+    weights = workdir / "weights"
+    # A finished run returns from its records without its state unless asked (load_state).
+    out = loop.train_and_evaluate(
+        config, workdir / "i3d", load_state=not orbax_dir.is_orbax_dir(weights)
+    )
     print("\n".join(loop.summary_lines(out)), file=sys.stderr)
     if out["eval"]:
         log(f"network on single-event clips: video top-1 {out['eval']['video_top1']:.3f}")
-    weights = workdir / "weights"
     if not orbax_dir.is_orbax_dir(weights):
         import jax
 

@@ -384,6 +384,16 @@ def register_preset(name: str, factory: Any) -> None:
     PRESETS[name] = factory
 
 
+def preset_global_pool(name: str) -> bool | None:
+    """Whether a built-in preset averages over space before the logits (`small`, `tiny`: any
+    spatial size) or not (`release`: its logits pool sets a minimum size); None for a
+    registered preset."""
+    factory = PRESETS.get(name)
+    if factory is InceptionI3d:
+        return False
+    return True if factory in (small, tiny) else None
+
+
 def get_preset(name: str) -> Any:
     """The factory registered as `name`; ValueError naming the registered presets otherwise."""
     if name not in PRESETS:

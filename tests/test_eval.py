@@ -40,10 +40,13 @@ def test_video_logits_average_views_and_summary_numbers():
     np.testing.assert_allclose(v["logits"][0], [4 / 3, 1 / 3, 0.0], rtol=1e-6)
     np.testing.assert_array_equal(v["label"], [0, 2])
     r = evaluation.summarize(_preds(), 3)
-    assert r["clip_top1"] == 0.5 and r["clip_top5"] == 1.0  # views: right, wrong, right, wrong
+    assert r["clip_top1"] == 0.5  # views: right, wrong, right, wrong
+    assert r["clip_top5"] is None and r["video_top5"] is None  # 3 classes: always in the top 5
     assert r["video_top1"] == 0.5 and r["num_videos"] == 2 and r["num_views"] == 4
     assert r["confusion"] == [[1, 0, 0], [0, 0, 0], [0, 1, 0]]
-    assert r["per_class_top1"] == {0: 1.0, 2: 0.0}
+    assert r["per_class_top1"] == {"0": 1.0, "2": 0.0}  # no names given: the index
+    named = evaluation.summarize(_preds(), 3, label_names=("run", "jump", "swim"))
+    assert named["per_class_top1"] == {"run": 1.0, "swim": 0.0}
 
 
 def test_fusion_weights_and_mismatch():

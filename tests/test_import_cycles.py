@@ -147,10 +147,11 @@ def test_the_layer_check_catches_an_upward_import(tmp_path):
 
 
 def test_training_layers_import_one_way():
-    """config -> state -> steps -> checkpoints/run_utils -> evaluation -> task -> tasks ->
-    evaluate/loop; the generic loop imports no task, evaluation never imports the loop."""
+    """config -> workdir/summary -> state -> contract -> steps -> checkpoints/run_utils ->
+    evaluation -> task -> tasks -> evaluate/loop; the generic loop imports no task, evaluation never imports the loop."""
     graph = import_graph()
-    order = ["defaults", "config", "state", "steps", "checkpoints", "run_utils", "evaluation",
+    order = ["defaults", "config", "workdir", "summary", "state", "contract", "steps",
+             "checkpoints", "run_utils", "evaluation",
              "task", "tasks.video_model", "tasks.video", "tasks.features", "evaluate", "loop",
              "cli"]  # fmt: skip
     rank = {f"i3d_jax.training.{m}": i for i, m in enumerate(order)}

@@ -268,6 +268,33 @@ def _progress_bar(progress: bool, desc: str, total: int | None):
     return tqdm(total=total, desc=desc, unit="pair", disable=not progress, dynamic_ncols=True)
 
 
+class _BarTotal:
+    """A pairs bar's total: the given one less cached videos' pairs, or from a video count the
+    pairs to compute of the videos read so far plus their mean for each video still to come."""
+
+    def __init__(self, bar, total_pairs: int | None, total_videos: int | None):
+        self.bar, self.given, self.total_videos = bar, total_pairs, total_videos
+        self.videos = self.pairs = 0
+
+    def read(self, pairs: int, cached: bool) -> None:
+        """One more video read, with `pairs` frame pairs (not computed if `cached`)."""
+        if self.given is not None:
+            if cached:
+                self.bar.total = max(self.bar.total - pairs, 0)
+            return
+        self.videos += 1
+        self.pairs += 0 if cached else pairs
+        if self.total_videos:
+            left = max(self.total_videos - self.videos, 0)
+            self.bar.total = self.pairs + round(self.pairs / self.videos * left)
+            self.bar.refresh()
+
+    def done(self) -> None:
+        if self.given is None and self.total_videos:
+            self.bar.total = self.pairs
+            self.bar.refresh()
+
+
 class _JaxBatcher:
     """Queues frame pairs per frame size and solves them in fixed-size batches, one in flight."""
 
@@ -344,6 +371,7 @@ def flow_videos(
     progress: bool = True,
     desc: str = "flow",
     total_pairs: int | None = None,
+    total_videos: int | None = None,
     flow_fn: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> Iterator[np.ndarray]:
     """Each video's quantised flow, uint8 `[T-1, H, W, 2]`, in the order of `videos`.
@@ -355,7 +383,8 @@ def flow_videos(
       cache_dir: where finished videos' flow is kept; a video found there (same key, same
         settings fingerprint, same shape) is not computed again.
       progress: a tqdm bar of frame pairs computed (its rate is pairs per second).
-      desc, total_pairs: the bar's label and total (if known).
+      desc, total_pairs: the bar's label and total (if known); else `total_videos`, the number
+        of videos, gives the bar an estimated total (exact once the last video is read).
       flow_fn: a stand-in for the solver, uint8 frames -> float32 pixels `[T-1, H, W, 2]`
         (tests); its flow is quantised and cached as the solver's would be.
     """
@@ -365,6 +394,7 @@ def flow_videos(
     key_iter = iter(keys) if keys is not None else None
     with _progress_bar(progress, desc, total_pairs) as bar:
         counts = {"videos": 0, "cached": 0}
+        total = _BarTotal(bar, total_pairs, total_videos)
 
         def finished(job: _Job) -> None:
             if cache is not None:
@@ -388,11 +418,10 @@ def flow_videos(
             t, h, w = frames.shape[:3]
             job = _Job(key, np.empty((t - 1, h, w, 2), np.uint8))
             cached = cache.load(key, job.out.shape) if cache is not None else None
+            total.read(t - 1, cached is not None)
             if cached is not None:
                 job.out = cached
                 counts["cached"] += 1
-                if total_pairs is not None:
-                    bar.total = max(bar.total - (t - 1), 0)
             elif batcher is None:
                 job.out = _flow_now(frames, settings, flow_fn, bar)
                 finished(job)
@@ -410,3 +439,4 @@ def flow_videos(
         if batcher is not None:
             batcher.flush()
         yield from ready()
+        total.done()

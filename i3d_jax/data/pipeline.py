@@ -36,6 +36,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import pathlib
+import re
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,6 +46,8 @@ import grain
 import numpy as np
 
 from i3d_jax import clips, preprocess
+from i3d_jax.cli import UsageError
+from i3d_jax.cli import message as cli_message
 from i3d_jax.data import schema
 
 RGB, FLOW = "rgb", "flow"
@@ -126,6 +131,21 @@ def _check_crop(h: int, w: int, size: int, video_id: str) -> None:
         raise ValueError(f"video {video_id!r} frames are {h}x{w}, smaller than crop_size={size}")
 
 
+_LOOP_WARNED = []  # a training clip looped a short video (said once per process)
+
+
+def _warn_looping(video_id: str, num_frames: int, length: int) -> None:
+    if _LOOP_WARNED:
+        return
+    _LOOP_WARNED.append(video_id)
+    warnings.warn(
+        f"training clips of {length} frames are longer than video {video_id!r} ({num_frames} "
+        "frames): short videos loop to fill a clip (input.loop_short=True; set a shorter "
+        "input.clip_length, or loop_short=False to refuse them). Said once.",
+        stacklevel=2,
+    )
+
+
 def _video_id(example: dict, index: int) -> str:
     vid = example.get(schema.VIDEO_ID, str(index))
     return vid.decode("utf-8") if isinstance(vid, bytes) else str(vid)
@@ -172,6 +192,8 @@ class TrainTransform(grain.transforms.RandomMap):
             else int(rng.integers(0, n))
         )
         idx = clips.window_indices(n, start, s.clip_length, s.loop_short, vid)
+        if n < s.clip_length:
+            _warn_looping(vid, n, s.clip_length)
         if s.scale_jitter is not None:
             lo, hi = s.scale_jitter
             side = int(round(min(h, w) * rng.uniform(lo, hi)))
@@ -399,6 +421,15 @@ class SourceInfo:
     label_names: tuple[str, ...]
     flow_scale: float = preprocess.FLOW_BOUND
     name: str = ""
+    short_side: int | None = None  # the frames' smaller side as the dataset records it (pixels)
+    splits: tuple[str, ...] = ()  # the splits the dataset has (empty: unknown)
+
+
+class DatasetError(UsageError):
+    """A dataset, its directory or a split is missing (found before any training work)."""
+
+
+BUILD = "python -m i3d_jax.data.build"
 
 
 def _expected_flow(dataset_cfg: Any) -> dict:
@@ -422,48 +453,19 @@ def load_source(dataset_cfg: Any, split: str, build: bool = True) -> tuple[Any, 
     """The random-access source of `split` for a config's `dataset` block, and its label names.
 
     `synthetic_motion` is built with TFDS under `data_dir` if missing (or generated in memory with
-    `in_memory=True`); `video_folder` uses `i3d_jax.data.video_folder`; any other name is opened with
-    `tfds.data_source`. Frames are read still encoded (decoded per clip by the pipeline).
-    A flow dataset whose recorded flow settings differ from `dataset_cfg.flow` (solver, preset,
-    bound; "" / 0 accepts any) raises `flow_build.FlowSettingsMismatchError` naming both.
+    `in_memory=True`); `video_folder` is built if missing only when `dataset_cfg.folder` names its
+    source folder; any other name (a TFDS catalog dataset) must be built already. Reading creates
+    no directory: a missing `data_dir`, dataset or split raises `DatasetError` naming the path,
+    what was expected and how to build it. Frames are read still encoded (decoded per clip by
+    the pipeline). A flow dataset whose recorded flow settings differ from `dataset_cfg.flow`
+    (solver, preset, bound; "" / 0 accepts any) raises `flow_build.FlowSettingsMismatchError`.
     """
-    import tensorflow_datasets as tfds
-
     name = dataset_cfg.name
-    data_dir = dataset_cfg.data_dir or None
-    cfg_name = dataset_cfg.builder_config or None
-    if name == "synthetic_motion":
-        from i3d_jax.data import synthetic_motion as sm
-
-        if dataset_cfg.in_memory:
-            bc = next(
-                c for c in sm.SyntheticMotion.BUILDER_CONFIGS if c.name == (cfg_name or "default")
-            )
-            videos, labels = sm.generate_dataset(bc, "train" if split == "train" else "validation")
-            src = InMemorySource(
-                [
-                    {"video": v, "label": int(y), "video_id": f"{split}_{i:06d}"}
-                    for i, (v, y) in enumerate(zip(videos, labels, strict=True))
-                ]
-            )
-            info = SourceInfo(sm.class_names(bc), name=f"{name}/{bc.name}")
-            return src, info
-        builder = sm.SyntheticMotion(config=cfg_name, data_dir=data_dir, file_format="array_record")
-    elif name == "video_folder":
-        from i3d_jax.data import video_folder
-
-        kwargs = {"config": cfg_name} if cfg_name else {}
-        if getattr(dataset_cfg, "folder", ""):
-            kwargs["folder"] = dataset_cfg.folder
-        if cfg_name == FLOW and any(_expected_flow(dataset_cfg).values()):
-            kwargs["flow"] = _flow_to_build(_expected_flow(dataset_cfg))  # if built here
-        builder = video_folder.VideoFolder(data_dir=data_dir, **kwargs)
-    else:
-        builder = tfds.builder(name, config=cfg_name, data_dir=data_dir)
-    if build:
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(),
-        )
+    if name == "synthetic_motion" and dataset_cfg.in_memory:
+        return _in_memory(dataset_cfg, split)
+    builder = _builder(dataset_cfg)
+    _prepare(builder, dataset_cfg, build)
+    _check_split(builder, dataset_cfg, split)
     meta = builder.info.metadata or {}
     if meta.get(schema.MODALITY_KEY) == FLOW or schema.FLOW_SCALE_KEY in meta:
         from i3d_jax.data import flow_build  # jax: only for flow datasets
@@ -471,12 +473,135 @@ def load_source(dataset_cfg: Any, split: str, build: bool = True) -> tuple[Any, 
         flow_build.check_expected(
             meta.get(flow_build.METADATA_KEY),
             **_expected_flow(dataset_cfg),
-            where=f"the flow dataset {name}/{cfg_name or ''} in {builder.data_dir}",
+            where=f"the flow dataset {name}/{dataset_cfg.builder_config or ''} in "
+            f"{builder.data_dir}",
         )
     src = builder.as_data_source(split, deserialize_method=schema.RAW_DESERIALIZE)
     info = SourceInfo(
         tuple(builder.info.features[schema.LABEL].names),
         float(meta.get(schema.FLOW_SCALE_KEY, preprocess.FLOW_BOUND)),
         name=f"{name}/{builder.builder_config.name if builder.builder_config else ''}",
+        short_side=_recorded_short_side(meta),
+        splits=tuple(builder.info.splits),
     )
     return src, info
+
+
+def _in_memory(dataset_cfg: Any, split: str) -> tuple[Any, SourceInfo]:
+    from i3d_jax.data import synthetic_motion as sm
+
+    cfg_name = dataset_cfg.builder_config or "default"
+    bc = next(c for c in sm.SyntheticMotion.BUILDER_CONFIGS if c.name == cfg_name)
+    videos, labels = sm.generate_dataset(bc, "train" if split == "train" else "validation")
+    src = InMemorySource(
+        [
+            {"video": v, "label": int(y), "video_id": f"{split}_{i:06d}"}
+            for i, (v, y) in enumerate(zip(videos, labels, strict=True))
+        ]
+    )
+    info = SourceInfo(sm.class_names(bc), name=f"synthetic_motion/{bc.name}", short_side=bc.size,
+                      splits=("train", "validation"))  # fmt: skip
+    return src, info
+
+
+def _builder(dataset_cfg: Any):
+    """The dataset's TFDS builder (constructing one reads, never writes)."""
+    import tensorflow_datasets as tfds
+
+    name, data_dir = dataset_cfg.name, dataset_cfg.data_dir or None
+    cfg_name = dataset_cfg.builder_config or None
+    if name == "synthetic_motion":
+        from i3d_jax.data import synthetic_motion as sm
+
+        return sm.SyntheticMotion(config=cfg_name, data_dir=data_dir, file_format="array_record")
+    if name == "video_folder":
+        from i3d_jax.data import video_folder
+
+        kwargs = {"config": cfg_name} if cfg_name else {}
+        if getattr(dataset_cfg, "folder", ""):
+            kwargs["folder"] = dataset_cfg.folder
+        if cfg_name == FLOW and any(_expected_flow(dataset_cfg).values()):
+            kwargs["flow"] = _flow_to_build(_expected_flow(dataset_cfg))  # if built here
+        return video_folder.VideoFolder(data_dir=data_dir, **kwargs)
+    _check_data_dir(dataset_cfg)
+    try:
+        return tfds.builder(name, config=cfg_name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError as e:
+        raise DatasetError(
+            f"config.dataset.name={name!r} is no dataset this package or TFDS knows "
+            f"({cli_message(e)}); expected synthetic_motion, video_folder or a TFDS catalog name"
+        ) from e
+
+
+def _prepare(builder, dataset_cfg: Any, build: bool) -> None:
+    """Builds what a run may build (synthetic_motion; video_folder from `dataset_cfg.folder`);
+    anything else must be there already (`DatasetError` naming where and how to build it)."""
+    import tensorflow_datasets as tfds
+
+    name, folder = dataset_cfg.name, getattr(dataset_cfg, "folder", "")
+    if build and (name == "synthetic_motion" or (name == "video_folder" and folder)):
+        if name == "video_folder" and not pathlib.Path(folder).is_dir():
+            raise DatasetError(
+                f"config.dataset.folder={folder!r} is not a directory; expected the source "
+                "videos as <folder>/<split>/<class>/<video> (or Kinetics-style CSVs beside them)"
+            )
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig())
+        return
+    if builder.is_prepared():
+        return
+    _check_data_dir(dataset_cfg)
+    bc = builder.builder_config.name if builder.builder_config else None
+    how = f"{BUILD} {name} --data_dir {builder.data_dir_root}" + (f" --config {bc}" if bc else "")
+    if name == "video_folder":
+        how = (
+            f"`{how} --manual_dir VIDEOS` (or set config.dataset.folder=VIDEOS: the run builds it)"
+        )
+    else:
+        how = f"`{how}`"
+    raise DatasetError(
+        f"no {name} dataset{f' (builder config {bc!r})' if bc else ''} in {builder.data_dir} "
+        f"(config.dataset.data_dir={dataset_cfg.data_dir!r}); expected one built there: {how}"
+    )
+
+
+def _check_data_dir(dataset_cfg: Any) -> None:
+    data_dir = dataset_cfg.data_dir
+    if data_dir and "://" not in data_dir and not pathlib.Path(data_dir).is_dir():
+        raise DatasetError(
+            f"config.dataset.data_dir={data_dir!r} does not exist; expected the directory that "
+            f"holds the built datasets (`{BUILD} {dataset_cfg.name} --data_dir {data_dir} ...`)"
+        )
+
+
+def split_names(split: str) -> list[str]:
+    """The split names a TFDS split expression reads, e.g. `train+validation[:10%]`."""
+    return re.findall(r"[A-Za-z_][\w-]*", re.sub(r"\[[^\]]*\]", "", split))
+
+
+def _check_split(builder, dataset_cfg: Any, split: str) -> None:
+    """`DatasetError` naming the splits the dataset has if it lacks one that `split` reads."""
+    have = sorted(builder.info.splits)
+    missing = [s for s in split_names(split) if s not in have]
+    if not missing:
+        return
+    train_split = getattr(dataset_cfg, "train_split", "train")
+    if split == train_split:
+        field, hint = "train_split", f"; use e.g. --config.dataset.train_split={have[0]}"
+        hint = hint if have else ""
+    else:
+        field, others = "eval_split", [s for s in have if s != train_split]
+        hint = f"; use --config.dataset.eval_split={others[0]}, or" if others else "; set"
+        hint += " --config.dataset.eval_split='' to train without evaluation"
+    raise DatasetError(
+        f"config.dataset.{field}={split!r}: the {dataset_cfg.name} dataset in {builder.data_dir} "
+        f"has no split {missing[0]!r}; its splits are {have}{hint}"
+    )
+
+
+def _recorded_short_side(meta: dict) -> int | None:
+    """The frames' smaller side the metadata records (synthetic size, video_folder short_side)."""
+    config = meta.get("config")
+    if isinstance(config, dict) and isinstance(config.get("size"), int):
+        return config["size"]
+    side = meta.get("short_side")
+    return int(side) if isinstance(side, int | float) and side else None

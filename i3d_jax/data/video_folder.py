@@ -376,6 +376,7 @@ class VideoFolder(schema.VideoDatasetBuilder):
                     cache_dir=self.flow_cache_dir(),
                     progress=self._progress,
                     desc=f"{split} flow",
+                    total_videos=len(entries),
                     flow_fn=self._flow_fn,
                 ),
             )

@@ -1,17 +1,8 @@
-"""The workdir layout and its Orbax checkpoints: the last k (state + data-iterator state), the best
-by a validation metric, and where results, metrics and the config go.
-
-    <workdir>/config.json            the resolved config
-    <workdir>/data.json              what the run's data was (class names, feature width, ...)
-    <workdir>/checkpoints/<step>/    `state` (+ `data`: every host's Grain iterator state); last k
-    <workdir>/best/<step>/           `state` with the best validation metric (one kept)
-    <workdir>/metrics.jsonl, tb/, metrics.png
-    <workdir>/eval/results.json      (+ the task's reports beside it)
-"""
+"""A workdir's Orbax checkpoints: the last k (state + data-iterator state) and the best by a
+validation metric. The layout of a workdir is `training.workdir.Workdir` (re-exported here)."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import pathlib
 from typing import Any
@@ -22,39 +13,9 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 from i3d_jax.training.config import TrainingError
+from i3d_jax.training.workdir import Workdir
 
-
-@dataclasses.dataclass(frozen=True)
-class Workdir:
-    """The paths of one run (absolute: Orbax needs absolute paths)."""
-
-    root: pathlib.Path
-
-    @classmethod
-    def at(cls, path: str | os.PathLike) -> Workdir:
-        return cls(pathlib.Path(path).absolute())
-
-    checkpoints = property(lambda self: self.root / "checkpoints")
-    best = property(lambda self: self.root / "best")
-    config = property(lambda self: self.root / "config.json")
-    data_card = property(lambda self: self.root / "data.json")
-    metrics = property(lambda self: self.root / "metrics.jsonl")
-    tensorboard = property(lambda self: self.root / "tb")
-    plot = property(lambda self: self.root / "metrics.png")
-    eval_dir = property(lambda self: self.root / "eval")
-    results = property(lambda self: self.root / "eval" / "results.json")
-
-    def check_writable(self) -> None:
-        """PermissionError naming the workdir if it cannot be created or written."""
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            probe = self.root / f".write_probe_{os.getpid()}"
-            probe.write_text("ok")
-            probe.unlink()
-        except OSError as e:
-            raise PermissionError(
-                f"workdir {str(self.root)!r} is not writable: {e.strerror or e}"
-            ) from e
+__all__ = ["Checkpoints", "Workdir", "find", "restore", "restore_variables"]
 
 
 class Checkpoints:
@@ -129,11 +90,20 @@ def restore(mngr: Any, step: int, abstract: Any, shardings: Any, data_iter: Any 
         restored = mngr.restore(step, args=ocp.args.Composite(**items))
     except Exception as e:  # noqa: BLE001 - orbax raises many types; say which checkpoint
         raise TrainingError(
-            f"cannot restore checkpoint step {step} from {mngr.directory}: {type(e).__name__}: "
-            f"{e}. The directory may be corrupted or from another model/config; move it aside "
-            "to start over or point --workdir elsewhere."
+            f"cannot restore checkpoint step {step} from {mngr.directory}: {_brief(e)}. The "
+            "directory may be corrupted or from another model/config (compare the workdir's "
+            "config.json); move it aside to start over or point --workdir elsewhere."
         ) from e
     return restored["state"]
+
+
+def _brief(error: BaseException, limit: int = 300) -> str:
+    """`Type: the first line of the message`, at most `limit` characters (Orbax's messages hold
+    whole trees: tens of kilobytes on one line)."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def find(path: str | os.PathLike) -> tuple[Any, int, pathlib.Path] | None:
@@ -161,6 +131,6 @@ def restore_variables(mngr: Any, step: int, abstract: Any, shardings: Any) -> di
     except Exception as e:  # noqa: BLE001 - orbax raises many types; say which checkpoint
         raise TrainingError(
             f"cannot restore the variables of checkpoint step {step} from {mngr.directory}: "
-            f"{type(e).__name__}: {e}"
+            f"{_brief(e)}"
         ) from e
     return dict(restored["state"])

@@ -18,7 +18,7 @@ import ml_collections
 from jax.sharding import Mesh
 
 from i3d_jax import graph, schedules
-from i3d_jax.model import PRESETS
+from i3d_jax.model import PRESETS, preset_global_pool
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -78,8 +78,27 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                 f"config.{field}={get_field(config, field)} is shorter than the {need} frames pooling "
                 f"schedule {config.model.schedule!r} needs"
             )
+    _check_crop(config)
     if len(config.eval.fusion_weights) != 2:
         raise ValueError("config.eval.fusion_weights must have 2 entries (this, other)")
+
+
+def _check_crop(config: ml_collections.ConfigDict) -> None:
+    """The crop must reach the logits of a preset without global pooling (the release's)."""
+    global_pool = preset_global_pool(config.model.preset)
+    if global_pool is None or config.get("task", "video") != "video":
+        return
+    sched = schedules.get_schedule(config.model.schedule)
+    need = schedules.min_spatial(sched, global_pool)
+    if config.input.crop_size < need:
+        pool = "x".join(map(str, sched.logits_pool[1:]))
+        raise ValueError(
+            f"config.input.crop_size={config.input.crop_size} is too small for "
+            f"model.preset={config.model.preset!r}: its {pool} logits pool (schedule "
+            f"{sched.name!r}) needs crops of at least {need} px; use --config.input.crop_size="
+            f"{need} or more, or a preset that pools globally over space "
+            "(--config.model.preset=small or tiny)"
+        )
 
 
 def check_devices(config: ml_collections.ConfigDict, mesh: Mesh) -> None:

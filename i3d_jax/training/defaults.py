@@ -20,7 +20,8 @@ def get_config() -> ml_collections.ConfigDict:
 
     c.model = ml_collections.ConfigDict()
     c.model.preset = "release"  # i3d_jax.model.PRESETS: release | small | tiny (+ register_preset)
-    c.model.num_classes = 400
+    c.model.num_classes = 400  # must equal the dataset's class count (checked before training)
+    c.model.allow_extra_classes = False  # True: a head larger than the dataset's classes
     c.model.schedule = "paper"  # i3d_jax.schedules.SCHEDULES
     c.model.dropout_rate = 0.5
     c.model.temporal_padding = "zeros"
@@ -120,6 +121,9 @@ def _evaluation_fields(c: ml_collections.ConfigDict) -> None:
     c.eval.fusion_weights = (0.5, 0.5)  # eval.py --fuse: weights of (this, other) stream logits
     c.eval.fuse_with = ""  # eval.py: the other stream's workdir/checkpoint or pretrained source
     c.eval.fuse_config = ""  # eval.py: the other stream's config file
+    # eval.py: `field=value` overrides of the other stream's config, separated by ";", e.g.
+    # "dataset.data_dir=/data/tfds; model.num_classes=10" (what --config.a.b=v is for this one)
+    c.eval.fuse_overrides = ""
 
 
 def cpu_demo() -> ml_collections.ConfigDict:

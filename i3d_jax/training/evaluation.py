@@ -5,8 +5,9 @@ view (clip x crop) of a video. Video metrics average the views' logits per video
 fusion averages the streams' *video* logits with weights (the paper: equal).
 
 `results.json` holds `clip_top1`, `clip_top5`, `video_top1`, `video_top5` (fractions in [0, 1]),
-`num_videos`, `num_views`, `protocol`, `checkpoint`, `dataset`, `label_set`, `per_class_top1` and
-`confusion` (rows = true class, columns = predicted).
+`num_videos`, `num_views`, `protocol`, `checkpoint`, `dataset`, `label_set`, `per_class_top1`
+(keyed by class name) and `confusion` (rows = true class, columns = predicted). The top-5 numbers
+are None (null) with 5 classes or fewer, where every label is among the top 5.
 """
 
 from __future__ import annotations
@@ -58,8 +59,15 @@ def fuse(a: dict, b: dict, weights: Sequence[float] = (0.5, 0.5)) -> dict:
     }
 
 
-def summarize(preds: dict | None, num_classes: int, video: dict | None = None) -> dict:
-    """Clip and video top-1/top-5, per-class video top-1 and the confusion matrix."""
+def summarize(
+    preds: dict | None,
+    num_classes: int,
+    video: dict | None = None,
+    label_names: Sequence[str] | None = None,
+) -> dict:
+    """Clip and video top-1/top-5, per-class video top-1 (keyed by class name, or by the index as
+    a string past `label_names`) and the confusion matrix. Top-5 is None with 5 classes or fewer
+    (every label is then among the top 5)."""
     video = video if video is not None else video_logits(preds)
     labels, pred = video["label"], np.argmax(video["logits"], -1)
     if len(labels) and labels.max() >= num_classes:
@@ -68,27 +76,38 @@ def summarize(preds: dict | None, num_classes: int, video: dict | None = None) -
         )
     confusion = np.zeros((num_classes, num_classes), np.int64)
     np.add.at(confusion, (labels, pred), 1)
+    names = class_names(label_names, num_classes)
     per_class = {
-        int(c): float(confusion[c, c] / confusion[c].sum()) for c in range(num_classes)
+        names[c]: float(confusion[c, c] / confusion[c].sum()) for c in range(num_classes)
         if confusion[c].sum()
     }  # fmt: skip
+    top5 = num_classes > 5
     out = {
         "video_top1": float(topk_correct(video["logits"], labels, 1).mean()),
-        "video_top5": float(topk_correct(video["logits"], labels, 5).mean()),
+        "video_top5": float(topk_correct(video["logits"], labels, 5).mean()) if top5 else None,
         "num_videos": int(len(labels)),
         "per_class_top1": per_class,
         "confusion": confusion.tolist(),
     }
     if preds is not None:
         out["clip_top1"] = float(topk_correct(preds["logits"], preds["label"], 1).mean())
-        out["clip_top5"] = float(topk_correct(preds["logits"], preds["label"], 5).mean())
+        out["clip_top5"] = (
+            float(topk_correct(preds["logits"], preds["label"], 5).mean()) if top5 else None
+        )
         out["num_views"] = int(len(preds["label"]))
     return out
 
 
+def class_names(label_names: Sequence[str] | None, num_classes: int) -> list[str]:
+    """One name per model output: the dataset's names, then the index (as a string) for outputs
+    past them (a head larger than the dataset, `model.allow_extra_classes`)."""
+    names = [str(n) for n in (label_names or [])][:num_classes]
+    return names + [str(i) for i in range(len(names), num_classes)]
+
+
 def scalar_results(results: dict) -> dict:
-    """The top-1/top-5 numbers of a results dict (those present)."""
-    return {k: results[k] for k in SCALARS if k in results}
+    """The top-1/top-5 numbers of a results dict (those present and not None)."""
+    return {k: results[k] for k in SCALARS if results.get(k) is not None}
 
 
 def write_results(path: str | pathlib.Path, results: dict) -> None:
@@ -109,11 +128,12 @@ def write_reports(outdir: str | pathlib.Path, results: dict) -> None:
     """confusion.png and per_class.json in `outdir` (beside results.json)."""
     outdir = pathlib.Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    names = results.get("label_set") or [str(i) for i in range(len(results["confusion"]))]
+    n = len(results["confusion"])
+    names = class_names(results.get("label_set"), n)
     per_class = {
-        names[int(c)] if int(c) < len(names) else str(c): v
+        names[int(c)] if isinstance(c, int) and c < n else str(c): v
         for c, v in results["per_class_top1"].items()
-    }
+    }  # results written before per_class_top1 was keyed by name had int keys
     (outdir / "per_class.json").write_text(json.dumps(per_class, indent=2) + "\n")
     plots.plot_confusion(np.asarray(results["confusion"]), names, outdir / "confusion.png")
 

@@ -22,9 +22,10 @@ import ml_collections
 from jax.sharding import Mesh
 
 from i3d_jax import graph, plots, sharding
-from i3d_jax.training import checkpoints, evaluation, run_utils, steps
+from i3d_jax.training import checkpoints, contract, evaluation, run_utils, steps
 from i3d_jax.training import state as state_lib
 from i3d_jax.training.config import TrainingError, check_devices, validate_config
+from i3d_jax.training.summary import summary_lines  # noqa: F401 (re-exported)
 from i3d_jax.training.task import Task, task_for
 
 
@@ -51,9 +52,12 @@ def setup(
     mesh: Mesh | None = None,
     task: Task | None = None,
     data: Any = None,
+    create: bool = True,
 ) -> Setup:
     """Validates the config, loads the data (unless given), builds the mesh, model, optimizer,
-    sharded state and jitted step."""
+    sharded state and jitted step. `create=False` (a resume: the state comes from a checkpoint)
+    builds only the state's shapes and shardings (`Setup.state` is None), so no initial weights
+    are computed or loaded."""
     task = task or task_for(config)
     validate_config(config)
     mesh = mesh or sharding.make_mesh(config.mesh.data, config.mesh.fsdp)
@@ -64,10 +68,13 @@ def setup(
     # The RBG key compiles ~5x faster than threefry for the ~60 initializers of the network.
     key = jax.random.key(config.seed, impl="rbg")
     init_fn = functools.partial(task.init_variables, model, data)
-    host = task.initial_variables(model, data, key)
-    state, shardings, abstract = state_lib.create_state(
-        init_fn, None if host is None else (lambda: host), tx, mesh, config, key
-    )
+    if create:
+        host = task.initial_variables(model, data, key)
+        state, shardings, abstract = state_lib.create_state(
+            init_fn, None if host is None else (lambda: host), tx, mesh, config, key
+        )
+    else:
+        state, (abstract, shardings) = None, state_lib.abstract_state(init_fn, tx, mesh, config)
     step_fn = steps.make_train_step(
         config, task.forward(model), task.per_example, mesh, tx, lr_fn, shardings,
         compiler_options=graph.jit_options(model, train=True),
@@ -99,31 +106,34 @@ def train_and_evaluate(
     data: Any = None,
     mesh: Mesh | None = None,
     stop_after: int | None = None,
+    load_state: bool = False,
 ) -> dict:
     """Trains (resuming from `workdir` if it holds checkpoints), evaluates, returns a summary.
 
-    `data` overrides `task.data()` (tests); `stop_after` ends the loop after that many steps of
-    this call. Returns `{"steps", "final_loss", "eval" (results or None), "wall_s", "state",
-    "interrupted", "finished_before", "evaluated_now"}`; a finished run is not redone.
+    The workdir's recorded config is the run's contract (`training.contract`): a resume that
+    changes what its checkpoint was made with raises `contract.ContractError` before any work.
+    A finished run is not redone and, with its results written, returns from its records alone
+    (`state` None unless `load_state`). `data` overrides `task.data()` (tests); `stop_after` ends
+    the loop after that many steps of this call. Returns `{"steps" (the step reached),
+    "start_step", "final_loss", "eval" (results or None), "wall_s", "state", "interrupted",
+    "finished_before", "evaluated_now"}`.
     """
     t_start = time.time()
-    task = task or task_for(config)
     validate_config(config)
     wd = checkpoints.Workdir.at(workdir)
+    if not load_state and (done := contract.finished_run(wd.root, config)) is not None:
+        return {**done, "wall_s": time.time() - t_start}
     wd.check_writable()
-    s = setup(config, mesh, task, data)
-    if jax.process_index() == 0:
-        wd.config.write_text(config.to_json_best_effort(indent=2))
-        card = json.dumps(task.data_card(s.data), indent=2) + "\n"
-        if not wd.data_card.is_file() or wd.data_card.read_text() != card:
-            wd.data_card.write_text(card)
+    resume = contract.check(wd, config)
+    task = task or task_for(config)
+    data = data if data is not None else task.data()
+    card = _check_data_card(wd, task.data_card(data), resume.step)
+    s = setup(config, mesh, task, data, create=resume.step is None)
+    progress = _begin(s, wd, resume, card)
     data_iter = task.train_iterator(s.data)
     ckpt = checkpoints.Checkpoints(wd, config, task.best_metric)
-    progress = _Progress(s.state, 0)
-    latest = ckpt.latest_step()
-    if latest is not None:
-        progress.state = ckpt.restore(latest, s.abstract, s.shardings, data_iter)
-        progress.step = int(latest)
+    if resume.step is not None:
+        progress.state = ckpt.restore(resume.step, s.abstract, s.shardings, data_iter)
         print(f"Resumed from {wd.checkpoints} at step {progress.step}", flush=True)
     start, total = progress.step, config.num_train_steps
     finished_before = start >= total  # a re-run: no step is redone, no checkpoint re-saved
@@ -151,6 +161,7 @@ def train_and_evaluate(
             print(f"warning: could not plot metrics: {e}")
     return {
         "steps": progress.step,
+        "start_step": start,
         "final_loss": progress.last_loss,
         "eval": results,
         "wall_s": time.time() - t_start,
@@ -161,12 +172,56 @@ def train_and_evaluate(
     }
 
 
+def _check_data_card(wd: checkpoints.Workdir, card: dict, step: int | None) -> str:
+    """data.json's text for `card`; under a checkpoint, the recorded card must agree (the keys
+    both have): `contract.ContractError` naming each difference otherwise."""
+    text = json.dumps(card, indent=2) + "\n"
+    if step is None or not wd.data_card.is_file():
+        return text
+    old = json.loads(wd.data_card.read_text())
+    new = json.loads(text)
+    differ = [k for k in new if k in old and old[k] != new[k]]
+    if differ:
+        shown = "; ".join(f"{k}: {_short(old[k])} -> {_short(new[k])}" for k in differ)
+        raise contract.ContractError(
+            f"the data differs from what the checkpoint at step {step} in {wd.root} was trained "
+            f"on ({wd.data_card}): {shown}. Point the config at that data, or start a new workdir"
+        )
+    return text
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _begin(s: Setup, wd: checkpoints.Workdir, resume: contract.Resume, card: str) -> _Progress:
+    """Says what changed since the last session (config fields, devices or mesh), records this
+    session in the history, writes config.json and data.json (process 0)."""
+    start = resume.step or 0
+    session = contract.mesh_record(s.mesh, jax.process_count())
+    if resume.step is not None:
+        last = next((r for r in reversed(wd.history_rows()) if "devices" in r), None)
+        if line := contract.mesh_change_line(last, session):
+            print(line, flush=True)
+        if resume.changes:
+            print(f"config changes at step {start}: {contract.changes_line(resume.changes)} "
+                  f"(recorded in {wd.history})", flush=True)  # fmt: skip
+    if jax.process_index() == 0:
+        text = s.config.to_json_best_effort(indent=2)
+        contract.record(wd, s.config, resume, start, session, text)
+        if not wd.data_card.is_file() or wd.data_card.read_text() != card:
+            wd.data_card.write_text(card)
+    return _Progress(s.state, start)
+
+
 def _train_steps(s: Setup, p: _Progress, end: int, data_iter, wd, ckpt, writer) -> None:
     """Steps `p.step` up to `end`: logs, checkpoints, evaluates midway, stops on SIGTERM or a
-    non-finite loss (nothing saved then)."""
+    non-finite loss (nothing saved then). Rates (bar and metrics) leave out the session's first
+    step, which includes the compilation."""
     config, total, start = s.config, s.config.num_train_steps, p.step
     with run_utils.PreemptionGuard() as guard:
-        bar = run_utils.progress_bar(config.progress and start < end, total, start)
+        bar = run_utils.StepProgress(config.progress and start < end, total, start)
         t_log, step_log = time.time(), start
         try:
             while p.step < end:
@@ -179,24 +234,22 @@ def _train_steps(s: Setup, p: _Progress, end: int, data_iter, wd, ckpt, writer) 
                 if log_now or save_now:
                     m = jax.device_get(metrics)
                     p.last_loss = float(m["loss"])
-                    if not math.isfinite(p.last_loss):
-                        ckpt.wait()
-                        raise TrainingError(
-                            f"non-finite loss {p.last_loss} at step {step}; stopped without "
-                            f"saving. The last good checkpoint is step {ckpt.latest_step()} in "
-                            f"{wd.checkpoints} (try a lower lr.base or grad_clip_norm)."
-                        )
-                if log_now:
+                    _check_finite(p.last_loss, step, ckpt, wd)
+                if step == start + 1:  # the first step: compiled, then ran
+                    first_s = bar.first_step_done(step)
+                    t_log, step_log = time.time(), step
+                    if log_now:
+                        writer.write(step, {**m, "first_step_s": first_s})
+                elif log_now:
                     now = time.time()
                     rate = (step - step_log) / max(now - t_log, 1e-9)
                     t_log, step_log = now, step
                     clips = rate * config.batch_size
                     writer.write(step, {**m, "steps_per_s": rate, "clips_per_s": clips})
-                    if bar is not None:
-                        bar.set_postfix(loss=f"{p.last_loss:.3f}", steps_s=f"{rate:.2f}",
-                                        clips_s=f"{clips:.1f}")  # fmt: skip
-                if bar is not None:
-                    bar.update(1)
+                    bar.postfix(loss=f"{p.last_loss:.3f}", steps_s=f"{rate:.2f}",
+                                clips_s=f"{clips:.1f}")  # fmt: skip
+                if step > start + 1:
+                    bar.update()
                 if save_now:
                     ckpt.save(step, p.state, data_iter)
                 if stop:
@@ -206,9 +259,18 @@ def _train_steps(s: Setup, p: _Progress, end: int, data_iter, wd, ckpt, writer) 
                     _evaluate(s, p.state, wd, ckpt, writer, step, final=False)
         finally:
             ckpt.wait()
-            if bar is not None:
-                bar.close()
+            bar.close()
     p.interrupted = guard.signal is not None
+
+
+def _check_finite(loss: float, step: int, ckpt, wd) -> None:
+    if not math.isfinite(loss):
+        ckpt.wait()
+        raise TrainingError(
+            f"non-finite loss {loss} at step {step}; stopped without saving. The last good "
+            f"checkpoint is step {ckpt.latest_step()} in {wd.checkpoints} (try a lower lr.base "
+            "or grad_clip_norm)."
+        )
 
 
 def _evaluate(s: Setup, state, wd, ckpt, writer, step: int, final: bool) -> dict | None:
@@ -225,16 +287,3 @@ def _evaluate(s: Setup, state, wd, ckpt, writer, step: int, final: bool) -> dict
         evaluation.write_results(wd.results, results)
         s.task.write_reports(wd.eval_dir, results)
     return results
-
-
-def summary_lines(out: dict) -> list[str]:
-    """What `train.py` prints about a run's end: steps, time, loss, how it ended."""
-    if out.get("finished_before"):
-        done = "final evaluation run now" if out.get("evaluated_now") else "results unchanged"
-        return [f"already finished: {out['steps']} steps (nothing to train; {done})"]
-    line = (
-        f"trained {out['steps']} steps in {out['wall_s']:.0f} s; final loss {out['final_loss']:.4f}"
-    )
-    if out.get("interrupted"):
-        line += " (interrupted by SIGTERM: checkpoint saved; run the same command to resume)"
-    return [line]

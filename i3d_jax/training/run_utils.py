@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import pathlib
 import signal
+import time
 from typing import Any
 
 import jax
@@ -13,10 +14,15 @@ import numpy as np
 from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
-try:
-    from tensorboardX import SummaryWriter
-except ImportError:  # TensorBoard output is optional
-    SummaryWriter = None
+
+def _summary_writer() -> Any:
+    """tensorboardX's SummaryWriter class, imported on the first row (it imports torch when
+    installed: seconds); None without tensorboardX (TensorBoard output is optional)."""
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter
 
 
 class MetricWriter:
@@ -43,8 +49,12 @@ class MetricWriter:
         row = {"step": int(step), **{prefix + k: _py(v) for k, v in metrics.items()}}
         with self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
-        if self.tb is None and SummaryWriter is not None and self.tensorboard is not None:
-            self.tb = SummaryWriter(str(self.tensorboard))  # opened on the first row
+        if self.tb is None and self.tensorboard is not None:
+            writer = _summary_writer()
+            if writer is None:
+                self.tensorboard = None
+            else:
+                self.tb = writer(str(self.tensorboard))  # opened on the first row
         if self.tb is not None:
             for k, v in row.items():
                 if k != "step" and isinstance(v, (int, float)):
@@ -94,8 +104,36 @@ class PreemptionGuard:
             signal.signal(signal.SIGTERM, self._old)
 
 
-def progress_bar(enabled: bool, total: int, initial: int) -> Any:
-    """A tqdm bar on process 0 when `enabled`, else None."""
-    if not enabled or jax.process_index() != 0:
-        return None
-    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
+class StepProgress:
+    """The training steps' tqdm bar (process 0, when enabled). It starts after a session's first
+    step, at that step, so its rate and ETA leave out the compilation; the first step's seconds
+    (compilation included) show beside it as `first_step`."""
+
+    def __init__(self, enabled: bool, total: int, start: int):
+        self.enabled = enabled and jax.process_index() == 0
+        self.total, self.start = total, start
+        self.t0 = time.time()
+        self.bar: Any = None
+        self.fields: dict[str, str] = {}
+
+    def first_step_done(self, step: int) -> float:
+        """Seconds since the bar was made (the first step with its compilation); starts the bar."""
+        seconds = time.time() - self.t0
+        self.fields["first_step"] = f"{seconds:.1f}s"
+        if self.enabled:
+            self.bar = tqdm(total=self.total, initial=step, unit="step", dynamic_ncols=True)
+            self.bar.set_postfix(self.fields)
+        return seconds
+
+    def postfix(self, **fields: str) -> None:
+        self.fields.update(fields)
+        if self.bar is not None:
+            self.bar.set_postfix(self.fields, refresh=False)
+
+    def update(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -16,6 +16,7 @@ import json
 import math
 import pathlib
 import statistics
+import warnings
 from typing import Any
 
 import jax
@@ -89,17 +90,31 @@ def summary(values: list[float]) -> dict:
 
 
 def welch(a: list[float], b: list[float], alpha: float) -> dict | None:
-    """Welch's t-test of a against b (two-sided); None with fewer than 2 values on a side."""
+    """Welch's t-test of a against b (two-sided); None with fewer than 2 values on a side. When
+    every seed gave the same value on both sides the test is undefined (its t divides by a zero
+    spread): t and p are None and `note` says so, without scipy's precision warning."""
     if len(a) < 2 or len(b) < 2:
         return None
-    res = stats.ttest_ind(a, b, equal_var=False)
+    diff = float(np.mean(a) - np.mean(b))
+    if _no_spread(a) and _no_spread(b):
+        return {"diff": diff, "t": None, "p": None, "beyond_noise": False, "note": SEEDS_AGREE}
+    with warnings.catch_warnings():  # nearly identical values: scipy warns of precision loss
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = stats.ttest_ind(a, b, equal_var=False)
     t, p = float(res.statistic), float(res.pvalue)
     return {
-        "diff": float(np.mean(a) - np.mean(b)),
+        "diff": diff,
         "t": None if math.isnan(t) else t,
         "p": None if math.isnan(p) else p,
         "beyond_noise": bool(not math.isnan(p) and p < alpha),
     }
+
+
+SEEDS_AGREE = "every seed gave the same value on both sides: no spread to test against"
+
+
+def _no_spread(values: list[float]) -> bool:
+    return float(np.max(values) - np.min(values)) <= 1e-12 * max(1.0, float(np.max(np.abs(values))))
 
 
 def _baseline_of(overrides: dict, selector: dict, settings: dict) -> str | None:
@@ -181,6 +196,8 @@ def _pm(s: dict) -> str:
 def _test_cell(t: dict | None) -> str:
     if not t:
         return "n/a (< 2 seeds)"
+    if t.get("note") == SEEDS_AGREE:
+        return f"{100 * t['diff']:+.1f} (seeds agree: no test)"
     tt = "-" if t["t"] is None else f"{t['t']:+.2f}"
     p = "-" if t["p"] is None else f"{t['p']:.3g}"
     return f"{100 * t['diff']:+.1f} (t={tt}, p={p}{', beyond noise' if t['beyond_noise'] else ''})"

@@ -251,7 +251,7 @@ class FeatureSequenceClassification:
         c = self.config
         preds = predict(self.forward(model), variables, data.eval.examples, mesh,
                         c.eval.batch_size // jax.process_count())  # fmt: skip
-        summary = evaluation.summarize(preds, c.model.num_classes)
+        summary = evaluation.summarize(preds, c.model.num_classes, label_names=data.label_names)
         return {
             **summary,
             "protocol": f"whole feature sequence, head {c.head.name}",

@@ -22,6 +22,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from i3d_jax import graph, preprocess, sharding
+from i3d_jax.cli import UsageError
 from i3d_jax.data import pipeline
 from i3d_jax.training import evaluation, steps, task
 from i3d_jax.training.config import DTYPES
@@ -40,19 +41,44 @@ class Data:
 
 
 def load_data(config: ml_collections.ConfigDict) -> Data:
-    """The config's dataset (built with TFDS if missing); a missing eval split skips evaluation."""
+    """The config's dataset (synthetic_motion built with TFDS if missing), checked against the
+    config before any model work (`check_data`). `dataset.eval_split=""`: no evaluation."""
     train, info = pipeline.load_source(config.dataset, config.dataset.train_split)
+    check_data(config, info)
     return Data(train, load_eval_source(config), info)
 
 
 def load_eval_source(config: ml_collections.ConfigDict) -> Any | None:
+    """The eval split's source; a split the dataset lacks is a `pipeline.DatasetError` naming
+    the splits it has."""
     if not config.dataset.eval_split:
         return None
-    try:
-        return pipeline.load_source(config.dataset, config.dataset.eval_split)[0]
-    except (KeyError, ValueError) as e:  # a missing split only skips evaluation
-        print(f"warning: no evaluation: split {config.dataset.eval_split!r} unavailable ({e})")
-        return None
+    return pipeline.load_source(config.dataset, config.dataset.eval_split)[0]
+
+
+def check_data(config: ml_collections.ConfigDict, info: pipeline.SourceInfo) -> None:
+    """`UsageError` if the head does not fit the dataset's classes (a larger head only with
+    `model.allow_extra_classes`) or the crop is larger than the frames the dataset records."""
+    n, k = len(info.label_names), config.model.num_classes
+    if k < n or (k > n and not config.model.allow_extra_classes):
+        why = (
+            f"{n - k} of its classes could never be predicted"
+            if k < n
+            else f"{k - n} outputs would never see a label (set --config.model."
+            "allow_extra_classes=True to keep a larger head on purpose)"
+        )
+        raise UsageError(
+            f"dataset {info.name} has {n} classes but config.model.num_classes={k}: {why}; "
+            f"use --config.model.num_classes={n}"
+        )
+    side, crop = info.short_side, config.input.crop_size
+    if side is not None and crop > side:
+        raise UsageError(
+            f"config.input.crop_size={crop} is larger than the frames of dataset {info.name} "
+            f"(smaller side {side} px, as its metadata records); use --config.input.crop_size="
+            f"{side} or less, or a dataset built with a larger short side (data.build "
+            "--short_side)"
+        )
 
 
 def train_spec(config: ml_collections.ConfigDict, info: pipeline.SourceInfo) -> pipeline.TrainSpec:
@@ -147,11 +173,7 @@ class VideoClassification:
 
     def train_iterator(self, data: Data) -> Iterator[dict]:
         config = self.config
-        if len(data.info.label_names) > config.model.num_classes:
-            raise ValueError(
-                f"dataset has {len(data.info.label_names)} classes but config.model.num_classes="
-                f"{config.model.num_classes}"
-            )
+        check_data(config, data.info)  # a Data made elsewhere (tests, tools) is checked too
         ds = pipeline.train_dataset(
             data.train,
             train_spec(config, data.info),
@@ -169,7 +191,9 @@ class VideoClassification:
         if data.eval is None:
             return None
         preds = self.predict(model, variables, mesh, data.eval, data.info)
-        summary = evaluation.summarize(preds, self.config.model.num_classes)
+        summary = evaluation.summarize(
+            preds, self.config.model.num_classes, label_names=data.info.label_names
+        )
         return {**summary, **describe(self.config, data.info, checkpoint)}
 
     def predict(

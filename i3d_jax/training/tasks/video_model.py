@@ -91,24 +91,48 @@ def load_2d(source: str, config: ml_collections.ConfigDict) -> dict:
 
 def initial_variables(config: ml_collections.ConfigDict, model: nn.Module, rng: jax.Array) -> dict:
     """Host (numpy) variables from scratch, 2D inflation, or a pretrained source (new head);
-    "cross_modality": a pretrained RGB source, first kernel averaged over colour (TSN)."""
+    "cross_modality": a pretrained RGB source, first kernel averaged over colour (TSN). Says in
+    one line what was loaded from where, and whether the head was replaced."""
     fresh = jax.tree.map(np.asarray, jax.jit(lambda r: init_variables(config, model, r))(rng))
-    method, new_head = config.init.method, config.init.new_head
+    method, new_head, source = config.init.method, config.init.new_head, config.init.source
+    head = " (Logits re-initialised: init.new_head=True)" if new_head else ""
     if method == "scratch":
         return fresh
     if method == "inflate":
-        v2, target = load_2d(config.init.source, config), fresh
+        v2, target = load_2d(source, config), fresh
         if new_head:
             v2, target = _without_head(v2), _without_head(fresh)
         out = inflate(v2, target, config.init.inflate_method)
         if new_head:
             out["params"]["Logits"] = fresh["params"]["Logits"]
+        print(f"init: 2D weights from {source} inflated to 3D "
+              f"({config.init.inflate_method}){head}", flush=True)  # fmt: skip
         return out
-    _, loaded = load_pretrained(config.init.source)
+    _, loaded = load_pretrained(source)
     loaded = jax.tree.map(np.asarray, dict(loaded))
     if method == "cross_modality":  # an RGB network for the flow stream (TSN)
         loaded = cross_modality(loaded, input_channels(config))
-    return common.merge_onto(fresh, loaded, config.init.source, keep=(HEAD,) if new_head else ())
+    try:
+        out = common.merge_onto(fresh, loaded, source, keep=(HEAD,) if new_head else ())
+    except ValueError as e:
+        raise ValueError(_head_hint(str(e), loaded, config)) from e
+    what = "RGB weights averaged over colour (cross_modality)" if method == "cross_modality" else ""
+    print(f"init: pretrained weights loaded from {source}{' as ' + what if what else ''}{head}",
+          flush=True)  # fmt: skip
+    return out
+
+
+def _head_hint(error: str, loaded: dict, config: ml_collections.ConfigDict) -> str:
+    """The merge error, with what to set when only the head's shape differs."""
+    flat = traverse_util.flatten_dict(loaded.get("params", {}), sep="/")
+    heads = [v.shape[-1] for k, v in flat.items() if k.startswith("Logits/") and k.endswith("bias")]
+    if config.init.new_head or "Logits" not in error:
+        return error
+    classes = f"{heads[0]} classes" if heads else "another class count"
+    return (
+        f"{error}\nThe source's head (Logits) has {classes}, config.model.num_classes="
+        f"{config.model.num_classes}: set --config.init.new_head=True to start a new head"
+    )
 
 
 def _without_head(variables: dict) -> dict:
