@@ -422,57 +422,61 @@ def _iter_frames(
             resized_cache = (index, _to_rgb(frame, short_side, turns))
         return resized_cache[1]
 
-    if fps is None:
-        # A frame is shown from its timestamp to the next one's: hold it until that is known.
-        held = None  # (index, t, duration, frame)
-        next_t = None
-        for index, (t, dur, frame) in enumerate(_chain(first, source)):
-            if t < lo - 1e-6:
-                continue
-            if t >= hi - 1e-6:
-                next_t = t
-                break
-            if held is not None:
-                yield emit(held[0], held[3]), held[1], t
-                count += 1
-                if max_frames is not None and count >= max_frames:
-                    return
-            held = (index, t, dur, frame)
-        if held is not None:
-            last_end = next_t if next_t is not None else held[1] + held[2]
-            yield emit(held[0], held[3]), held[1], min(last_end, hi)
-            count += 1
-    else:
-        step = 1.0 / fps
-        k = 0
-        target = lo
-        prev = None  # (index, t, duration, frame)
-        for index, (t, dur, frame) in enumerate(_chain(first, source)):
-            if prev is not None:
-                mid = 0.5 * (prev[1] + t)
-                while target <= mid + 1e-9 and target < hi - 1e-9:
-                    yield emit(prev[0], prev[3]), target, lo + (k + 1) * step
-                    count += 1
-                    k += 1
-                    target = lo + k * step
-                    if max_frames is not None and count >= max_frames:
-                        return
-                if target >= hi - 1e-9:
-                    break
-            prev = (index, t, dur, frame)
-        if prev is not None:
-            video_end = min(prev[1] + prev[2], hi)
-            while target < video_end - 1e-9:
-                yield emit(prev[0], prev[3]), target, lo + (k + 1) * step
-                count += 1
-                k += 1
-                target = lo + k * step
-                if max_frames is not None and count >= max_frames:
-                    return
+    frames = _chain(first, source)
+    timed = _native_times(frames, lo, hi) if fps is None else _resampled_times(frames, lo, hi, fps)
+    for index, frame, t_start, t_end in timed:
+        yield emit(index, frame), t_start, t_end
+        count += 1
+        if max_frames is not None and count >= max_frames:
+            return
     if count == 0:
         raise VideoDecodeError(
             path, f"no frame in the requested time range start={start}, end={end} (seconds)"
         )
+
+
+def _native_times(frames, lo: float, hi: float):
+    """`(index, frame, t_start, t_end)` of every decoded frame in [lo, hi): a frame is shown from
+    its timestamp to the next one's, so each is held until that is known."""
+    held = None  # (index, t, duration, frame)
+    next_t = None
+    for index, (t, dur, frame) in enumerate(frames):
+        if t < lo - 1e-6:
+            continue
+        if t >= hi - 1e-6:
+            next_t = t
+            break
+        if held is not None:
+            yield held[0], held[3], held[1], t
+        held = (index, t, dur, frame)
+    if held is not None:
+        last_end = next_t if next_t is not None else held[1] + held[2]
+        yield held[0], held[3], held[1], min(last_end, hi)
+
+
+def _resampled_times(frames, lo: float, hi: float, fps: float):
+    """`(index, frame, t_start, t_end)` on the grid lo + k / fps: each grid time takes the
+    decoded frame shown then (nearest by the midpoints between timestamps)."""
+    step = 1.0 / fps
+    k = 0
+    target = lo
+    prev = None  # (index, t, duration, frame)
+    for index, (t, dur, frame) in enumerate(frames):
+        if prev is not None:
+            mid = 0.5 * (prev[1] + t)
+            while target <= mid + 1e-9 and target < hi - 1e-9:
+                yield prev[0], prev[3], target, lo + (k + 1) * step
+                k += 1
+                target = lo + k * step
+            if target >= hi - 1e-9:
+                return
+        prev = (index, t, dur, frame)
+    if prev is not None:
+        video_end = min(prev[1] + prev[2], hi)
+        while target < video_end - 1e-9:
+            yield prev[0], prev[3], target, lo + (k + 1) * step
+            k += 1
+            target = lo + k * step
 
 
 class UpscaleWarning(UserWarning):
