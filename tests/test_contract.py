@@ -10,6 +10,7 @@ import sys
 import time
 
 import jax
+import numpy as np
 import pytest
 from multihost_worker import ROOT, micro_config, micro_data
 
@@ -17,6 +18,7 @@ from i3d_jax import sharding
 from i3d_jax.cli import UsageError  # UsageError is one (train.py: exit 2)
 from i3d_jax.training import loop
 from i3d_jax.training.config import load_config_file
+from i3d_jax.training.tasks import video_model
 
 
 def _run(config, workdir, **kwargs):
@@ -72,13 +74,26 @@ def test_a_longer_run_resumes_only_where_the_schedule_is_defined_past_the_old_en
 
     # Cosine: shaped by num_train_steps, so a longer run would change every rate; refused.
     cos = {"lr.schedule": "cosine", "lr.warmup_steps": 1}
-    _run(_four_steps(**cos), tmp_path / "cosine")
+    first = _run(_four_steps(**cos), tmp_path / "cosine")
     with pytest.raises(UsageError) as e:
         _run(_four_steps(num_train_steps=40, **cos), tmp_path / "cosine")
     text = str(e.value)
     assert "num_train_steps: 4 -> 40 (lr.schedule='cosine' is shaped by num_train_steps" in text
     assert "step 4 had learning rate 0.025, step 5 would get 0.0985" in text
-    assert "start a new workdir" in text
+    assert (
+        "start a new workdir from this one's weights (init.method=pretrained, init.source=" in text
+    )
+    # ... which a new run can do: a training workdir is an init source (its latest checkpoint).
+    longer = _four_steps(num_train_steps=40, **{"init.method": "pretrained",
+                                                "init.source": str(tmp_path / "cosine")})  # fmt: skip
+    got = video_model.initial_variables(
+        longer, video_model.build_model(longer), jax.random.key(1, impl="rbg")
+    )
+    want = jax.device_get(first["state"]["params"])
+    jax.tree.map(np.testing.assert_array_equal, got["params"], want)
+    assert f"init: pretrained weights loaded from {tmp_path / 'cosine' / 'checkpoints' / '4'}" in (
+        capsys.readouterr().out
+    )
 
 
 def test_a_resume_says_when_the_devices_or_mesh_changed(tmp_path, capsys):

@@ -10,12 +10,13 @@ from typing import Any
 import grain
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 
 from i3d_jax.training.config import TrainingError
 from i3d_jax.training.workdir import Workdir
 
-__all__ = ["Checkpoints", "Workdir", "find", "restore", "restore_variables"]
+__all__ = ["Checkpoints", "Workdir", "find", "host_variables", "restore", "restore_variables"]
 
 
 class Checkpoints:
@@ -134,3 +135,27 @@ def restore_variables(mngr: Any, step: int, abstract: Any, shardings: Any) -> di
             f"{_brief(e)}"
         ) from e
     return dict(restored["state"])
+
+
+def host_variables(path: str | os.PathLike) -> tuple[dict, str] | None:
+    """(`{'params', 'batch_stats'}` as numpy, where) of a training workdir (its best checkpoint,
+    else its latest) or an Orbax step directory, read as saved (any model, any device; the
+    optimizer state is not read); None if `path` is neither. What `init.source=<workdir>`
+    starts a new run from."""
+    found = find(path) if pathlib.Path(path).is_dir() else None
+    if found is None:
+        return None
+    mngr, step, where = found
+    try:
+        meta = ocp.PyTreeCheckpointer().metadata(where / "state")
+        tree = getattr(meta, "item_metadata", meta)
+        tree = getattr(tree, "tree", tree)
+        wanted = {k: tree[k] for k in ("params", "batch_stats") if k in tree}
+        item = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), wanted)
+        args = jax.tree.map(lambda m: ocp.RestoreArgs(restore_type=np.ndarray), wanted)
+        restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+            item=item, restore_args=args, partial_restore=True)))  # fmt: skip
+    except Exception as e:  # noqa: BLE001 - orbax raises many types; say which checkpoint
+        raise TrainingError(f"cannot read the weights of checkpoint {where}: {_brief(e)}") from e
+    state = dict(restored["state"])
+    return {"params": state["params"], "batch_stats": state.get("batch_stats", {})}, str(where)

@@ -158,25 +158,26 @@ def _steps_problem(recorded: dict, config: Any, step: int, old: int, new: int) -
     schedule = config.lr.schedule
     if schedule in ABSOLUTE_SCHEDULES:
         return []
-    old_lr, new_lr = _rates(config, old, new, step)
+    old_lr, new_lr = _rates(recorded, config, step)
     return [
         f"num_train_steps: {old} -> {new} (lr.schedule={schedule!r} is shaped by "
         f"num_train_steps: step {step} had learning rate {old_lr:.3g}, step {step + 1} would get "
         f"{new_lr:.3g} and every step would follow another curve; to train longer, start a new "
-        "workdir from this one's weights, or use lr.schedule='constant' or 'step' (absolute "
+        "workdir from this one's weights (init.method=pretrained, init.source=<this workdir>) "
+        "with the schedule you want, or use lr.schedule='constant' or 'step' (absolute "
         "boundaries) from the start)"
     ]
 
 
-def _rates(config: Any, old: int, new: int, step: int) -> tuple[float, float]:
-    """The learning rate of step `step` under `old` total steps and of step `step + 1` under `new`
-    (optax counts from 0: step s uses the rate at s - 1)."""
-    from i3d_jax.training import state
-    from i3d_jax.training.config import with_overrides
+def _rates(recorded: dict, config: Any, step: int) -> tuple[float, float]:
+    """The learning rate of step `step` under the recorded config and of step `step + 1` under
+    the new one (optax counts from 0: step s uses the rate at s - 1)."""
+    import ml_collections
 
-    old_fn = state.learning_rate_fn(with_overrides(config, [("num_train_steps", old)]))
-    new_fn = state.learning_rate_fn(with_overrides(config, [("num_train_steps", new)]))
-    return float(old_fn(step - 1)), float(new_fn(step))
+    from i3d_jax.training import state
+
+    old_fn = state.learning_rate_fn(ml_collections.ConfigDict(recorded))
+    return float(old_fn(step - 1)), float(state.learning_rate_fn(config)(step))
 
 
 def changes_line(changes: dict[str, tuple[Any, Any]]) -> str:

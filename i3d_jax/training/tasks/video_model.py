@@ -17,6 +17,7 @@ from i3d_jax import graph
 from i3d_jax.inception2d import InceptionV1
 from i3d_jax.inflate import cross_modality, inflate
 from i3d_jax.model import get_preset, small, tiny
+from i3d_jax.training import checkpoints
 from i3d_jax.training.config import DTYPES
 from i3d_jax.weights import common, load_pretrained
 
@@ -108,8 +109,7 @@ def initial_variables(config: ml_collections.ConfigDict, model: nn.Module, rng: 
         print(f"init: 2D weights from {source} inflated to 3D "
               f"({config.init.inflate_method}){head}", flush=True)  # fmt: skip
         return out
-    _, loaded = load_pretrained(source)
-    loaded = jax.tree.map(np.asarray, dict(loaded))
+    loaded, where = _load_3d(source)
     if method == "cross_modality":  # an RGB network for the flow stream (TSN)
         loaded = cross_modality(loaded, input_channels(config))
     try:
@@ -117,9 +117,19 @@ def initial_variables(config: ml_collections.ConfigDict, model: nn.Module, rng: 
     except ValueError as e:
         raise ValueError(_head_hint(str(e), loaded, config)) from e
     what = "RGB weights averaged over colour (cross_modality)" if method == "cross_modality" else ""
-    print(f"init: pretrained weights loaded from {source}{' as ' + what if what else ''}{head}",
+    print(f"init: pretrained weights loaded from {where}{' as ' + what if what else ''}{head}",
           flush=True)  # fmt: skip
     return out
+
+
+def _load_3d(source: str) -> tuple[dict, str]:
+    """(numpy variables, where) of a training workdir or Orbax step directory (its best, else
+    latest, checkpoint) or any `load_pretrained` source."""
+    found = checkpoints.host_variables(source)
+    if found is not None:
+        return found
+    _, loaded = load_pretrained(source)
+    return jax.tree.map(np.asarray, dict(loaded)), source
 
 
 def _head_hint(error: str, loaded: dict, config: ml_collections.ConfigDict) -> str:
