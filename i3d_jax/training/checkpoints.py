@@ -7,6 +7,9 @@ by a validation metric, and where results, metrics and the config go.
     <workdir>/best/<step>/           `state` with the best validation metric (one kept)
     <workdir>/metrics.jsonl, tb/, metrics.png
     <workdir>/eval/results.json      (+ the task's reports beside it)
+
+The names of the layout are `i3d_jax.weights.workdir`'s, the reader that loads a run as weights
+(`load_pretrained(<workdir>)`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 from i3d_jax.training.config import TrainingError
+from i3d_jax.weights import workdir as layout
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,10 +38,10 @@ class Workdir:
     def at(cls, path: str | os.PathLike) -> Workdir:
         return cls(pathlib.Path(path).absolute())
 
-    checkpoints = property(lambda self: self.root / "checkpoints")
-    best = property(lambda self: self.root / "best")
-    config = property(lambda self: self.root / "config.json")
-    data_card = property(lambda self: self.root / "data.json")
+    checkpoints = property(lambda self: self.root / layout.CHECKPOINTS)
+    best = property(lambda self: self.root / layout.BEST)
+    config = property(lambda self: self.root / layout.CONFIG)
+    data_card = property(lambda self: self.root / layout.DATA_CARD)
     metrics = property(lambda self: self.root / "metrics.jsonl")
     tensorboard = property(lambda self: self.root / "tb")
     plot = property(lambda self: self.root / "metrics.png")
@@ -88,9 +92,9 @@ class Checkpoints:
 
     def save(self, step: int, state: Any, data_iter: Any = None) -> None:
         """Saves `state` (and the iterator state) as `checkpoints/<step>` (async if configured)."""
-        items = {"state": ocp.args.StandardSave(state)}
+        items = {layout.STATE: ocp.args.StandardSave(state)}
         if data_iter is not None:
-            items["data"] = grain.checkpoint.CheckpointSave(data_iter)
+            items[layout.DATA] = grain.checkpoint.CheckpointSave(data_iter)
         self.last.save(step, args=ocp.args.Composite(**items), force=True)
 
     def save_best(self, step: int, state: Any, results: dict) -> bool:
@@ -99,7 +103,7 @@ class Checkpoints:
             return False
         self.best.save(
             step,
-            args=ocp.args.Composite(state=ocp.args.StandardSave(state)),
+            args=ocp.args.Composite(**{layout.STATE: ocp.args.StandardSave(state)}),
             metrics={self.best_metric: float(results[self.best_metric])},
             force=True,
         )
@@ -122,9 +126,9 @@ def restore(mngr: Any, step: int, abstract: Any, shardings: Any, data_iter: Any 
     target = jax.tree.map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
     )
-    items = {"state": ocp.args.StandardRestore(target)}
+    items = {layout.STATE: ocp.args.StandardRestore(target)}
     if data_iter is not None:
-        items["data"] = grain.checkpoint.CheckpointRestore(data_iter)
+        items[layout.DATA] = grain.checkpoint.CheckpointRestore(data_iter)
     try:
         restored = mngr.restore(step, args=ocp.args.Composite(**items))
     except Exception as e:  # noqa: BLE001 - orbax raises many types; say which checkpoint
@@ -133,7 +137,7 @@ def restore(mngr: Any, step: int, abstract: Any, shardings: Any, data_iter: Any 
             f"{e}. The directory may be corrupted or from another model/config; move it aside "
             "to start over or point --workdir elsewhere."
         ) from e
-    return restored["state"]
+    return restored[layout.STATE]
 
 
 def find(path: str | os.PathLike) -> tuple[Any, int, pathlib.Path] | None:
@@ -157,10 +161,10 @@ def restore_variables(mngr: Any, step: int, abstract: Any, shardings: Any) -> di
     restore_args = jax.tree.map(lambda s: ocp.ArrayRestoreArgs(sharding=s), shardings)
     args = ocp.args.PyTreeRestore(abstract, restore_args=restore_args, partial_restore=True)
     try:
-        restored = mngr.restore(step, args=ocp.args.Composite(state=args))
+        restored = mngr.restore(step, args=ocp.args.Composite(**{layout.STATE: args}))
     except Exception as e:  # noqa: BLE001 - orbax raises many types; say which checkpoint
         raise TrainingError(
             f"cannot restore the variables of checkpoint step {step} from {mngr.directory}: "
             f"{type(e).__name__}: {e}"
         ) from e
-    return dict(restored["state"])
+    return dict(restored[layout.STATE])
