@@ -33,15 +33,18 @@ jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
 
 import pytest  # noqa: E402
 from multihost_worker import (  # noqa: E402
+    demo_config,
     fixed_batches,
     install_micro,
     micro_config,
     micro_data,
+    micro_source,
     restart_config,
     run_steps,
 )
 
 from i3d_jax import sharding  # noqa: E402
+from i3d_jax.data.pipeline import SourceInfo  # noqa: E402
 from i3d_jax.training import loop  # noqa: E402
 
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -71,3 +74,32 @@ def micro_run(tmp_path_factory):
     `(workdir, result of train_and_evaluate)`. Tests read it; none may write into it."""
     workdir = tmp_path_factory.mktemp("micro_run")
     return workdir, loop.train_and_evaluate(restart_config(), workdir, data=micro_data())
+
+
+TINY_RUN_CLASSES = ("dim", "grey", "bright", "glaring")  # micro_source's brightness classes
+
+
+def tiny_run_data():
+    """`video.Data` of `micro_source` under the names `TINY_RUN_CLASSES` (no evaluation split)."""
+    from i3d_jax.training.tasks import video
+
+    src, _ = micro_source()
+    return video.Data(src, None, SourceInfo(TINY_RUN_CLASSES, name="brightness4"))
+
+
+def tiny_run_mesh():
+    """One device: `tiny_run`'s step compiles in about half the time of an 8-device one (a run
+    with its config on this mesh reuses the compiled step)."""
+    return sharding.make_mesh(devices=jax.devices()[:1])
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A real `tiny` I3D run (`demo_config`: the CPU demo shrunk to 2 steps, checkpoints 1 and
+    2, no evaluation, no best): `(workdir, result of train_and_evaluate)`. Tests read it; none
+    may write into it."""
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    out = loop.train_and_evaluate(
+        demo_config(), workdir, data=tiny_run_data(), mesh=tiny_run_mesh()
+    )
+    return workdir, out

@@ -94,6 +94,31 @@ def micro_config(**overrides):
     return c
 
 
+def demo_config(**overrides):
+    """The CPU demo's config (`configs/synthetic_motion.py`: `tiny` I3D, 4 classes, Adam) shrunk
+    to 2 steps of 2 9-frame 8x8 clips, a checkpoint every step: a real I3D run that compiles in
+    about a minute on the 2-core CPU (on one device: `conftest.tiny_run`)."""
+    from configs import synthetic_motion
+
+    c = synthetic_motion.get_config()
+    c.input.clip_length = 9
+    c.input.crop_size = 8
+    c.input.num_threads = 1
+    c.batch_size = 2
+    c.num_train_steps = 2
+    c.lr.warmup_steps = 0
+    c.checkpoint.every_steps = 1
+    c.checkpoint.async_save = False
+    c.log_every_steps = 1
+    c.eval.batch_size = 2
+    c.eval.max_frames = 9
+    c.progress = False
+    for key, value in overrides.items():
+        section, _, name = key.rpartition(".")
+        (c[section] if section else c)[name] = value
+    return c
+
+
 def micro_source(n: int = 16, frames: int = 12, size: int = 10, seed: int = 0):
     """An in-memory dataset: class k videos have brightness rising with k (learnable).
     Returns (source, SourceInfo)."""

@@ -6,6 +6,10 @@
         [--flow_weights SOURCE] [--pooled | --unpooled] [--batch_size 4]
         [--on_mismatch recompute|refuse]
 
+`SOURCE` is anything `i3d_jax.load_pretrained` reads, a `train.py` workdir of an I3D run included
+(`RUN`: its best checkpoint, else its latest; `RUN/best/<step>`, `RUN/checkpoints/<step>`); the
+files record the weights by path, size and time (a workdir by the step directory it resolved to).
+
 A preset (`i3d_jax.extract_features.presets`, exact numbers there and in the README) sets the window,
 stride, fps, crops, endpoint and size of a field's format; flags given explicitly override it.
 Each video is decoded in chunks with `i3d_jax.preprocess.iter_video_chunks` (`fps`, smaller side

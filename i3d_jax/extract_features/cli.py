@@ -24,7 +24,9 @@ from i3d_jax.extract_features.settings import (
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = cli.ArgumentParser(prog="python -m i3d_jax.extract_features", description=__doc__)
     parser.add_argument("input", help="a video file or a directory of videos")
-    parser.add_argument("--weights", help="RGB weights (anything load_pretrained reads)")
+    parser.add_argument(
+        "--weights", help="RGB weights (anything load_pretrained reads, a train.py workdir)"
+    )
     parser.add_argument("--flow_weights", help="flow weights (for --stream flow|both)")
     parser.add_argument("--out", required=True, help="output directory (one .npz per video)")
     d = ExtractConfig()  # defaults (None: not given, the preset's or these apply)

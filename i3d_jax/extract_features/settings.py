@@ -134,9 +134,18 @@ def stored_settings(path: pathlib.Path) -> tuple[str, dict[str, Any]]:
 
 
 def weights_identity(source: str | os.PathLike) -> str:
-    """The weights' name, with size and modification time when it is a local file/directory."""
+    """The weights' name, with size and modification time when it is a local file/directory
+    (a training workdir: of the checkpoint step directory it resolves to, so a new best
+    checkpoint is other weights)."""
+    from i3d_jax.weights import workdir
+
     path = pathlib.Path(source)
     if not path.exists():
         return str(source)
-    stat = (path / "model_card.json" if path.is_dir() else path).stat()
+    if path.is_dir() and workdir.is_source(path):
+        path = workdir.locate(path).directory
+        meta = path / "_CHECKPOINT_METADATA"  # Orbax's, written with the step
+        stat = (meta if meta.is_file() else path).stat()
+    else:
+        stat = (path / "model_card.json" if path.is_dir() else path).stat()
     return f"{path.resolve()} ({stat.st_size} bytes, mtime_ns {stat.st_mtime_ns})"

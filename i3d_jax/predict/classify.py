@@ -19,21 +19,18 @@ from i3d_jax.predict import segments
 def read_labels(
     path: str | None, num_classes: int, weights: str | os.PathLike | None = None
 ) -> list[str]:
-    """Class names: from `path` (a file or a shipped list name), else the weights' own (see the
-    module docstring), else `class_<i>`; the count must equal `num_classes`."""
-    from i3d_jax.weights import KINETICS400, orbax_dir
+    """Class names: from `path` (a file or a shipped list name), else the weights' own (a
+    converted directory's card, a training workdir's dataset classes from its `data.json`), the
+    shipped Kinetics-400 list for `i3d-jax:kinetics400`, else `class_<i>`; the count must equal
+    `num_classes`."""
+    from i3d_jax.weights import KINETICS400, carried_labels
 
     if path is not None:
         return labels.read(path, num_classes)
-    if weights is not None and orbax_dir.is_orbax_dir(weights):
-        names = orbax_dir.card_label_names(weights)
-        if names is not None:
-            if len(names) != num_classes:
-                raise ValueError(
-                    f"{weights}: the model card has {len(names)} class names for {num_classes} "
-                    "classes; pass --labels"
-                )
-            return names
+    if weights is not None:
+        carried = carried_labels(weights, num_classes)
+        if carried is not None:
+            return list(carried.names)
     if str(weights) == KINETICS400:
         return labels.read("kinetics400", num_classes)
     return [f"class_{i}" for i in range(num_classes)]

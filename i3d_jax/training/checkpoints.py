@@ -15,6 +15,7 @@ import orbax.checkpoint as ocp
 
 from i3d_jax.training.config import TrainingError
 from i3d_jax.training.workdir import Workdir
+from i3d_jax.weights import workdir as layout
 
 __all__ = ["Checkpoints", "Workdir", "find", "host_variables", "restore", "restore_variables"]
 
@@ -50,9 +51,9 @@ class Checkpoints:
 
     def save(self, step: int, state: Any, data_iter: Any = None) -> None:
         """Saves `state` (and the iterator state) as `checkpoints/<step>` (async if configured)."""
-        items = {"state": ocp.args.StandardSave(state)}
+        items = {layout.STATE: ocp.args.StandardSave(state)}
         if data_iter is not None:
-            items["data"] = grain.checkpoint.CheckpointSave(data_iter)
+            items[layout.DATA] = grain.checkpoint.CheckpointSave(data_iter)
         self.last.save(step, args=ocp.args.Composite(**items), force=True)
 
     def save_best(self, step: int, state: Any, results: dict) -> bool:
@@ -61,7 +62,7 @@ class Checkpoints:
             return False
         self.best.save(
             step,
-            args=ocp.args.Composite(state=ocp.args.StandardSave(state)),
+            args=ocp.args.Composite(**{layout.STATE: ocp.args.StandardSave(state)}),
             metrics={self.best_metric: float(results[self.best_metric])},
             force=True,
         )
@@ -84,9 +85,9 @@ def restore(mngr: Any, step: int, abstract: Any, shardings: Any, data_iter: Any 
     target = jax.tree.map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
     )
-    items = {"state": ocp.args.StandardRestore(target)}
+    items = {layout.STATE: ocp.args.StandardRestore(target)}
     if data_iter is not None:
-        items["data"] = grain.checkpoint.CheckpointRestore(data_iter)
+        items[layout.DATA] = grain.checkpoint.CheckpointRestore(data_iter)
     try:
         restored = mngr.restore(step, args=ocp.args.Composite(**items))
     except Exception as e:  # noqa: BLE001 - orbax raises many types; say which checkpoint
@@ -95,7 +96,7 @@ def restore(mngr: Any, step: int, abstract: Any, shardings: Any, data_iter: Any 
             "directory may be corrupted or from another model/config (compare the workdir's "
             "config.json); move it aside to start over or point --workdir elsewhere."
         ) from e
-    return restored["state"]
+    return restored[layout.STATE]
 
 
 def _brief(error: BaseException, limit: int = 300) -> str:
@@ -128,7 +129,7 @@ def restore_variables(mngr: Any, step: int, abstract: Any, shardings: Any) -> di
     restore_args = jax.tree.map(lambda s: ocp.ArrayRestoreArgs(sharding=s), shardings)
     args = ocp.args.PyTreeRestore(abstract, restore_args=restore_args, partial_restore=True)
     try:
-        restored = mngr.restore(step, args=ocp.args.Composite(state=args))
+        restored = mngr.restore(step, args=ocp.args.Composite(**{layout.STATE: args}))
     except Exception as e:  # noqa: BLE001 - orbax raises many types; say which checkpoint
         raise TrainingError(
             f"cannot restore the variables of checkpoint step {step} from {mngr.directory}: "

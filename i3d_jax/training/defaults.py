@@ -95,7 +95,9 @@ def _training_fields(c: ml_collections.ConfigDict) -> None:
 
     c.init = ml_collections.ConfigDict()
     c.init.method = "scratch"  # scratch | inflate | pretrained | cross_modality (RGB->flow)
-    c.init.source = ""  # inflate: a 2D .npz ('/'-joined keys) or "random"; pretrained: a source
+    # inflate: a 2D .npz ('/'-joined keys) or "random"; pretrained / cross_modality: a
+    # load_pretrained source (a training run's workdir too: its best, else latest checkpoint)
+    c.init.source = ""
     c.init.inflate_method = "mean"  # mean | center
     c.init.new_head = False  # pretrained: re-initialise Logits (set when num_classes differs)
 

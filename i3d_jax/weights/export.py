@@ -1,10 +1,13 @@
 """Export a checkpoint for other runtimes, each with a JSON model card.
 
     python -m i3d_jax.export CHECKPOINT --format safetensors|stablehlo|savedmodel --out PATH
-        [--endpoint Logits] [--size 224] [--bake_weights]
+        [--endpoint Logits] [--size 224] [--bake_weights] [--labels FILE]
 
 CHECKPOINT is anything `i3d_jax.load_pretrained` reads (`i3d-jax:kinetics400`, a converted
-directory, .pt/.safetensors, a TF checkpoint, ...).
+directory, .pt/.safetensors, a TF checkpoint, a `train.py` workdir: `RUN` (its best checkpoint,
+else its latest), `RUN/best/<step>`, `RUN/checkpoints/<step>`, ...). Every card records the
+class names: `--labels` (a file or a shipped list), else those the checkpoint carries (a
+workdir's dataset classes from its `data.json`, a converted directory's card), else none.
 
 Formats:
   safetensors  `PATH` (.safetensors): the PyTorch state dict in the piergiaj/pytorch-i3d layout
@@ -40,6 +43,8 @@ import numpy as np
 from flax import traverse_util
 
 from i3d_jax import cli, graph
+from i3d_jax import labels as label_lists
+from i3d_jax.labels import LabelSet
 from i3d_jax.model import InceptionI3d
 
 FORMATS = ("safetensors", "stablehlo", "savedmodel")
@@ -49,8 +54,15 @@ WEIGHTS = "variables.safetensors"
 TIME_STRIDE = 8  # conv 1a, pool 4a and pool 5a each halve time
 
 
-def model_card(model: InceptionI3d, fmt: str, source: str | None, **extra) -> dict[str, Any]:
-    """The JSON card of an export: format, model options, preprocessing, input/output, source."""
+def model_card(
+    model: InceptionI3d,
+    fmt: str,
+    source: str | None,
+    labels: LabelSet | None = None,
+    **extra,
+) -> dict[str, Any]:
+    """The JSON card of an export: format, model options, preprocessing, input/output, source,
+    the class names (`labels`) when known."""
     from i3d_jax.weights import common, orbax_dir
 
     card = {
@@ -61,6 +73,8 @@ def model_card(model: InceptionI3d, fmt: str, source: str | None, **extra) -> di
         "source": source,
         "jax_version": jax.__version__,
     }
+    if labels is not None:
+        card["labels"] = labels.card()
     card.update(extra)
     return card
 
@@ -112,6 +126,7 @@ def export_stablehlo(
     size: int = 224,
     bake_weights: bool = False,
     source: str | None = None,
+    labels: LabelSet | None = None,
 ) -> pathlib.Path:
     """Writes the `stablehlo` directory (see the module docstring); returns its path."""
     from jax import export
@@ -135,6 +150,7 @@ def export_stablehlo(
         model,
         "stablehlo",
         source,
+        labels,
         endpoint=endpoint,
         program=PROGRAM,
         weights=None if bake_weights else WEIGHTS,
@@ -197,7 +213,11 @@ def load_stablehlo(path: str | os.PathLike) -> Callable[[np.ndarray], jax.Array]
 
 
 def export_safetensors(
-    model: InceptionI3d, variables: Mapping, out: str | os.PathLike, source: str | None = None
+    model: InceptionI3d,
+    variables: Mapping,
+    out: str | os.PathLike,
+    source: str | None = None,
+    labels: LabelSet | None = None,
 ) -> pathlib.Path:
     """Writes the piergiaj-layout `.safetensors` and `<out>.model_card.json` beside it."""
     from i3d_jax.weights.convert import write_safetensors
@@ -208,6 +228,7 @@ def export_safetensors(
         model,
         "safetensors",
         source,
+        labels,
         layout="piergiaj/pytorch-i3d state dict (Conv3d_1a_7x7.conv3d.weight [out, in, T, H, W])",
         note="piergiaj's PyTorch code uses BatchNorm eps 1e-5; set eps to model.bn_epsilon",
     )
@@ -222,6 +243,7 @@ def export_savedmodel(
     endpoint: str = "Logits",
     size: int = 224,
     source: str | None = None,
+    labels: LabelSet | None = None,
 ) -> pathlib.Path:
     """Writes a TF SavedModel via jax2tf (needs TensorFlow); raises ImportError without it."""
     try:
@@ -242,7 +264,7 @@ def export_savedmodel(
     spec = tf.TensorSpec([None, None, size, size, model.input_channels], tf.float32)
     module.serve = tf.function(lambda x: converted(tf_vars, x), input_signature=[spec])
     tf.saved_model.save(module, os.fspath(out), signatures={"serving_default": module.serve})
-    _write_json(out / CARD, model_card(model, "savedmodel", source, endpoint=endpoint))
+    _write_json(out / CARD, model_card(model, "savedmodel", source, labels, endpoint=endpoint))
     return out
 
 
@@ -265,28 +287,46 @@ def export(
     endpoint: str = "Logits",
     size: int = 224,
     bake_weights: bool = False,
+    labels: str | LabelSet | None = None,
 ) -> pathlib.Path:
-    """Loads `checkpoint` with `load_pretrained` and writes it in `fmt` to `out`."""
-    from i3d_jax.weights import load_pretrained
+    """Loads `checkpoint` with `load_pretrained` and writes it in `fmt` to `out`; `labels` (a
+    file or shipped list name, a `LabelSet`; None: the checkpoint's own) go in the card."""
+    from i3d_jax.weights import carried_labels, describe_source, load_pretrained
+    from i3d_jax.weights.convert import check_i3d
 
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
     model, variables = load_pretrained(checkpoint)
+    check_i3d(model, checkpoint)
+    if labels is None:
+        labels = carried_labels(checkpoint, model.num_classes)
+    elif not isinstance(labels, LabelSet):
+        labels = label_lists.load(labels, model.num_classes)
+    source = describe_source(checkpoint)
     if fmt == "safetensors":
-        return export_safetensors(model, variables, out, source=checkpoint)
+        return export_safetensors(model, variables, out, source=source, labels=labels)
     if fmt == "stablehlo":
-        return export_stablehlo(model, variables, out, endpoint, size, bake_weights, checkpoint)
-    return export_savedmodel(model, variables, out, endpoint, size, checkpoint)
+        return export_stablehlo(
+            model, variables, out, endpoint, size, bake_weights, source, labels=labels
+        )
+    return export_savedmodel(model, variables, out, endpoint, size, source, labels=labels)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = cli.ArgumentParser(prog="python -m i3d_jax.export", description=__doc__)
-    parser.add_argument("checkpoint", help="weights (anything i3d_jax.load_pretrained reads)")
+    parser.add_argument(
+        "checkpoint", help="weights (anything i3d_jax.load_pretrained reads, a train.py workdir)"
+    )
     parser.add_argument("--format", choices=FORMATS, required=True, help="what to write")
     parser.add_argument("--out", required=True, help="output file (safetensors) or new directory")
     parser.add_argument("--endpoint", default="Logits", help="output of the program")
     parser.add_argument("--size", type=int, default=224, help="input height = width")
     parser.add_argument("--bake_weights", action="store_true", help="stablehlo: weights inside")
+    parser.add_argument(
+        "--labels",
+        help="class names for the card: a file (one per line) or a shipped list (kinetics400, "
+        "kinetics600); default: the checkpoint's own (a workdir's dataset classes)",
+    )
     return parser.parse_args(argv)
 
 
@@ -297,13 +337,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _export(args: argparse.Namespace) -> int:
     with cli.before_work():
         check_out(args.format, args.out)
+        if args.labels is not None:
+            label_lists.resolve(args.labels)  # a missing file is an argument error
         if args.format == "savedmodel" and importlib.util.find_spec("tensorflow") is None:
             raise cli.UsageError(
                 "--format savedmodel needs TensorFlow (pip install tensorflow), which is optional "
                 "and not installed; --format stablehlo gives a portable program without it"
             )
     path = export(args.checkpoint, args.format, args.out, args.endpoint, args.size,
-                  args.bake_weights)  # fmt: skip
+                  args.bake_weights, args.labels)  # fmt: skip
     print(f"wrote {path} ({args.format})")
     return 0
 

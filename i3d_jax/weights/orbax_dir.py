@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from flax import traverse_util
 
+from i3d_jax.labels import LabelSet
 from i3d_jax.model import InceptionI3d
 from i3d_jax.weights import common
 
@@ -46,11 +47,14 @@ def is_orbax_dir(path: str | os.PathLike) -> bool:
 def model_card(
     model: InceptionI3d,
     source: str | None = None,
-    labels: str | None = None,
+    labels: str | LabelSet | None = None,
     label_names: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The card of `model`: format, options, preprocessing, label set (name/path), source."""
-    if labels is not None and label_names is None:
+    """The card of `model`: format, options, preprocessing, label set (name/path), source.
+
+    `labels`: a label file or shipped list name (names read from it unless `label_names`), or
+    a `LabelSet` (e.g. a training run's class names)."""
+    if labels is not None and label_names is None and not isinstance(labels, LabelSet):
         from i3d_jax import labels as shipped
 
         label_names = shipped.read(labels)
@@ -61,7 +65,9 @@ def model_card(
         "preprocessing": dict(PREPROCESSING),
         "source": source,
     }
-    if labels is not None:
+    if isinstance(labels, LabelSet):
+        card["labels"] = labels.card()
+    elif labels is not None:
         card["labels"] = {"name": pathlib.Path(labels).stem, "path": os.fspath(labels)}
         # The names themselves travel with the card (predict uses them by default).
         if label_names is not None:
@@ -75,9 +81,10 @@ def save(
     model: InceptionI3d,
     dest: str | os.PathLike,
     source: str | None = None,
-    labels: str | None = None,
+    labels: str | LabelSet | None = None,
 ) -> pathlib.Path:
-    """Writes `variables` and the card of `model` to the new directory `dest`.
+    """Writes `variables` and the card of `model` to the new directory `dest`; `labels` (a file,
+    a shipped list name or a `LabelSet`) must have `model.num_classes` names.
 
     Raises FileExistsError if `dest` exists and is not empty (nothing there is touched).
     """
@@ -87,7 +94,13 @@ def save(
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise FileExistsError(f"{dest} exists and is not an empty directory; choose a new DEST")
     label_names = None
-    if labels is not None:
+    if isinstance(labels, LabelSet):
+        if len(labels.names) != model.num_classes:
+            raise ValueError(
+                f"label set {labels.name} ({labels.path}) has {len(labels.names)} names, but "
+                f"the model has {model.num_classes} classes"
+            )
+    elif labels is not None:
         from i3d_jax import labels as shipped
 
         label_names = shipped.read(labels, model.num_classes)

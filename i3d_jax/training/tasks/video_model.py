@@ -18,42 +18,30 @@ from i3d_jax.inception2d import InceptionV1
 from i3d_jax.inflate import cross_modality, inflate
 from i3d_jax.model import get_preset, small, tiny
 from i3d_jax.training import checkpoints
-from i3d_jax.training.config import DTYPES
-from i3d_jax.weights import common, load_pretrained
+from i3d_jax.weights import common, load_pretrained, workdir
 
 HEAD = "params/Logits"  # what `init.new_head` re-initialises
 
 
 def build_model(config: ml_collections.ConfigDict, bn_axis_name: str | None = None) -> nn.Module:
-    """The configured preset (compute dtype from the config, float32 params)."""
+    """The configured preset (compute dtype from the config, float32 params): the options of
+    `weights.workdir.model_kwargs`, which rebuilds the same model from a run's config.json."""
     factory = get_preset(config.model.preset)
     extra = {}
     if "graph" in getattr(factory, "__dataclass_fields__", {}) or factory in (small, tiny):
         # How the network is computed ("auto": the fastest measured on this backend); remat
         # per Inception block. A stand-in model without a graph: the steps remat the forward.
         extra["graph"] = graph.resolve(config.model.graph).replace(remat=config.model.remat)
-    return factory(
-        **extra,
-        num_classes=config.model.num_classes,
-        schedule=config.model.schedule,
-        input_channels=input_channels(config),
-        dropout_rate=config.model.dropout_rate,
-        temporal_padding=config.model.temporal_padding,
-        bn_momentum=config.model.bn_momentum,
-        bn_axis_name=bn_axis_name,
-        dtype=DTYPES[config.model.dtype],
-        param_dtype=jnp.float32,
-    )
+    return factory(**extra, **workdir.model_kwargs(config), bn_axis_name=bn_axis_name)
 
 
 def input_channels(config: ml_collections.ConfigDict) -> int:
-    return 3 if config.modality == "rgb" else 2
+    return workdir.input_channels(config)
 
 
 def input_shape(config: ml_collections.ConfigDict, batch: int = 1) -> tuple[int, ...]:
     """`[B, T, H, W, C]` of a training clip."""
-    size = config.input.crop_size
-    return (batch, config.input.clip_length, size, size, input_channels(config))
+    return workdir.input_shape(config, batch)
 
 
 def init_variables(config: ml_collections.ConfigDict, model: nn.Module, rng: jax.Array) -> dict:
