@@ -116,19 +116,19 @@ def _predict(args: argparse.Namespace) -> int:
         )  # fmt: skip
     failed = 0
     bar = tqdm(args.videos, unit="video", disable=len(args.videos) < 2, file=sys.stderr)
-    frames_bar = tqdm(
-        unit="frame", leave=False, file=sys.stderr, position=1 if len(args.videos) > 1 else 0
-    )
     for path in bar:
-        frames_bar.set_description(pathlib.Path(path).name)
-        try:
-            logits, frames = classify(path, frames_bar)
-        except (OSError, ValueError) as err:  # VideoDecodeError is a ValueError
+        # A bar of the video's frames, removed before its result prints.
+        with tqdm(unit="frame", leave=False, file=sys.stderr, desc=pathlib.Path(path).name,
+                  position=1 if len(args.videos) > 1 else 0) as frames_bar:  # fmt: skip
+            try:
+                logits, frames = classify(path, frames_bar)
+            except (OSError, ValueError) as err:  # VideoDecodeError is a ValueError
+                logits, frames = None, err
+        if logits is None:
             failed += 1
-            tqdm.write(f"error: {path}: {err}", file=sys.stderr)
+            tqdm.write(f"error: {path}: {frames}", file=sys.stderr)
             continue
         report(path, logits, names, args, frames=frames)
-    frames_bar.close()
     return _failures(failed, len(args.videos))
 
 
