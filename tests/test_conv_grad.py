@@ -160,5 +160,5 @@ def test_training_and_the_tools_compile_with_the_graphs_options(monkeypatch):
     )
     from multihost_worker import micro_config
 
-    loop.setup(micro_config())
+    loop.setup(micro_config(**{"model.num_classes": 6}))  # the default dataset's 6 classes
     assert seen == [{"model": "Micro", "train": True}]

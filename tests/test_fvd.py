@@ -227,7 +227,7 @@ def test_cli_npz_prints_the_protocol(cli, tmp_path, capsys, feature_fn, real):
     same = fvd.fvd(real, real[::-1][:, ::-1], feature_fn, P)
     assert result["fvd"] == pytest.approx(same, rel=1e-9)
     assert result["protocol_name"] == "fvdall_10f" and result["protocol"]["resize"] == "tf1"
-    assert result["real"] == {"videos": N, "clips": N, "skipped": 0}
+    assert result["real"] == {"videos": N, "clips": N, "skipped": 0, "cached": None}
     assert "fvdall_10f" in out[1] and "num_frames=10" in out[1] and "covariance=N-1" in out[1]
 
 
@@ -241,7 +241,7 @@ def test_cli_errors_and_skips(cli, tmp_path, capsys, real):
     assert cli([*base, "--num-frames", "10"]) == 0
     captured = capsys.readouterr()
     result = json.loads(captured.out.splitlines()[0])
-    assert result["real"] == {"videos": 5, "clips": 4, "skipped": 1} and result["fvd"] > 0
+    assert result["real"] == {"videos": 5, "clips": 4, "skipped": 1, "cached": None} and result["fvd"] > 0
     assert "skipped" in captured.err and "z_bad.mp4" in captured.err
     assert "the covariance is singular" in captured.err  # 4 clips, 10 features
     cases = {  # (flags): (exit status, message); 2: found before any work, 1: during it
