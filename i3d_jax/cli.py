@@ -95,7 +95,7 @@ def run(work: Callable[..., int | None], *args) -> int:
     """`work(*args)`'s exit status; `UsageError` -> `error: ...`, 2; other user errors -> 1.
     Warnings print as `warning: ...` lines (no source line)."""
     shown = warnings.showwarning
-    warnings.showwarning = _show_warning
+    warnings.showwarning = show_warning
     try:
         return int(work(*args) or 0)
     except UsageError as e:
@@ -106,7 +106,8 @@ def run(work: Callable[..., int | None], *args) -> int:
         warnings.showwarning = shown
 
 
-def _show_warning(msg, category, filename, lineno, file=None, line=None) -> None:
+def show_warning(msg, category, filename, lineno, file=None, line=None) -> None:
+    """`warnings.showwarning` of the commands: one ``warning: ...`` line on stderr."""
     if issubclass(category, DeprecationWarning):
         return
     print(f"warning: {msg}", file=sys.stderr, flush=True)

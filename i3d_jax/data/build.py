@@ -19,6 +19,28 @@ OpenCV's reference on the CPU; ``--flow_preset`` names the TV-L1 parameters (`i3
 ``--flow_bound`` the quantisation bound in pixels. A bar shows frame pairs per second; finished
 videos are cached, so a build stopped midway and run again computes only the rest.
 
+``--beam_pipeline_options`` builds ``video_folder`` (either config) on Apache Beam
+(:mod:`i3d_jax.data.video_beam`; ``pip install -r requirements-beam.txt``), with TFDS's option
+string: on N local processes::
+
+    python -m i3d_jax.data.build video_folder --data_dir ~/tfds/k400 --manual_dir ~/k400 \
+        --beam_pipeline_options "runner=DirectRunner,direct_num_workers=16,direct_running_mode=multi_processing"
+
+on Google Cloud Dataflow (data_dir and videos on GCS; workers install the project from a
+setup.py or container)::
+
+    python -m i3d_jax.data.build video_folder --data_dir gs://B/tfds --manual_dir gs://B/k400 \
+        --beam_pipeline_options "runner=DataflowRunner,project=P,region=R,temp_location=gs://B/tmp,num_workers=64"
+
+on a Spark or Flink cluster (Beam's portable runners; a job server beside the cluster)::
+
+    ... --beam_pipeline_options "runner=SparkRunner,spark_master_url=spark://HOST:7077,environment_type=LOOPBACK"
+    ... --beam_pipeline_options "runner=FlinkRunner,flink_master=HOST:8081,environment_type=LOOPBACK"
+
+The Beam build writes the same examples as the sequential one (order may differ), skips and
+counts bad files the same way, and resumes at the video level: a build killed midway and run again
+reads the videos its workers finished from ``<data_dir>/downloads/video_folder_beam``.
+
 Prints one progress bar per split and, at the end, the dataset directory, the split sizes and the
 number of skipped files. A ``video_folder`` dataset already in ``--data_dir`` that was built from
 another source folder (or its files changed, or other settings) is an error naming both sources;
@@ -30,12 +52,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
+import re
 import sys
 
 import tensorflow_datasets as tfds
 
 from i3d_jax import cli, flow
-from i3d_jax.data import flow_build, schema, video_folder
+from i3d_jax.data import flow_build, schema, video_beam, video_folder
 from i3d_jax.data.synthetic_motion import SyntheticMotion
 from i3d_jax.data.video_folder import VideoFolder
 
@@ -78,6 +102,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--allow_truncated", action="store_true", help="keep files that end before their length"
     )
     g.add_argument(
+        "--beam_pipeline_options",
+        metavar="OPTIONS",
+        help="build on Apache Beam with these options, e.g. "
+        '"runner=DirectRunner,direct_num_workers=4,direct_running_mode=multi_processing"',
+    )
+    g.add_argument(
         "--rebuild",
         action="store_true",
         help="replace a dataset in --data_dir built from another source or settings",
@@ -107,6 +137,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     flow_flags = [f"--{k}" for k in _FLOW_OPTIONS if getattr(args, k) is not None]
     if flow_flags and (args.name != "video_folder" or args.config != "flow"):
         p.error(f"{', '.join(flow_flags)} apply to video_folder --config flow only")
+    if args.beam_pipeline_options is not None and args.name != "video_folder":
+        p.error("--beam_pipeline_options applies to video_folder builds only")
     if args.flow_batch is not None and args.flow_batch < 1:
         p.error(f"--flow_batch must be >= 1 (frame pairs per batch), got {args.flow_batch}")
     if args.flow_bound is not None and not args.flow_bound > 0:
@@ -138,6 +170,7 @@ def _video_folder_kwargs(args: argparse.Namespace) -> dict:
         max_frames=args.max_frames,
         strict=args.strict,
         allow_truncated=args.allow_truncated,
+        beam_options=args.beam_pipeline_options,
         progress=True,
     )
 
@@ -171,9 +204,25 @@ def main(argv=None) -> int:
     return cli.run(_build, parse_args(argv))
 
 
+def _quiet_beam() -> None:
+    """Beam's runner and its workers log every channel they open; keep warnings and errors."""
+    for name in ("apache_beam", "apache_beam.runners.portability.local_job_service"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def _build(args: argparse.Namespace) -> int:
     tfds.disable_progress_bar()  # our builders show their own bar with a known total
     download_config = tfds.download.DownloadConfig(manual_dir=args.manual_dir)
+    if args.beam_pipeline_options is not None:
+        _quiet_beam()
+        options = args.beam_pipeline_options
+        if "sdk_harness_log_level" not in options:
+            options += ",default_sdk_harness_log_level=WARNING"
+        try:
+            video_beam.pipeline_options(options)  # a bad option string fails before any work
+        except (ImportError, ValueError) as e:
+            raise cli.UsageError(cli.message(e)) from e
+        args.beam_pipeline_options = options
     try:
         if args.name == "video_folder":
             builder = video_folder.prepare(
@@ -184,8 +233,15 @@ def _build(args: argparse.Namespace) -> int:
             builder.download_and_prepare(download_config=download_config)
     except (video_folder.SourceMismatchError, FileNotFoundError) as e:
         raise cli.UsageError(cli.message(e)) from e  # found before any video was read
+    except Exception as e:
+        bad = _bad_video(e)
+        if bad is None:
+            raise
+        raise video_beam.BadVideoError(bad) from e  # --strict: the bad file, named (exit 1)
     info = builder.info
     skipped = info.metadata.get(schema.SKIPPED_KEY, {"count": 0}) if info.metadata else {}
+    for record in skipped.get("files", []):
+        print(f"skipped: {record['path']} ({record['reason']})", file=sys.stderr)
     print(
         json.dumps(
             {
@@ -196,6 +252,17 @@ def _build(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def _bad_video(error: BaseException) -> str | None:
+    """The message of a --strict build's bad video, also from a Beam worker's wrapped error."""
+    seen = error
+    while seen is not None:
+        if isinstance(seen, video_folder.BAD_VIDEO_ERRORS + (video_beam.BadVideoError,)):
+            return cli.message(seen)
+        seen = seen.__cause__ or seen.__context__
+    match = re.search(r"BadVideoError: (video_folder: bad video [^\n]*)", str(error))
+    return match.group(1) if match else None
 
 
 if __name__ == "__main__":

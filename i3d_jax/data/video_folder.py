@@ -70,6 +70,15 @@ import tensorflow_datasets as tfds
 
 from i3d_jax import preprocess
 from i3d_jax.data import schema
+from i3d_jax.data.video_decode import (  # noqa: F401 (re-exported)
+    BAD_VIDEO_ERRORS,
+    DecodeOptions,
+    decode_entry,
+    example_key,
+    flow_cache_key,
+    rotated_record,
+    skipped_record,
+)
 from i3d_jax.data.video_scan import (  # noqa: F401 (re-exported)
     CSV_COLUMNS,
     VIDEO_EXTENSIONS,
@@ -186,6 +195,7 @@ class VideoFolder(schema.VideoDatasetBuilder):
         flow=None,
         flow_fn=None,
         flow_cache_dir=None,
+        beam_options: str | None = None,
         **kwargs,
     ):
         """Args beyond TFDS's (`data_dir`, `config`, ...).
@@ -201,6 +211,10 @@ class VideoFolder(schema.VideoDatasetBuilder):
           flow_fn: a stand-in ``frames -> float32 flow [T-1, H, W, 2]`` (tests); recorded as such.
           flow_cache_dir: the per-video flow cache (default under ``<data_dir>/downloads``).
           allow_truncated: keep the frames of a file that ends before its declared frame count.
+          beam_options: build on Apache Beam with these pipeline options (TFDS's string,
+            ``"runner=DirectRunner,direct_num_workers=4,direct_running_mode=multi_processing"``;
+            see `i3d_jax.data.video_beam`); None: the sequential build (needs no Beam). The same
+            examples either way, so it is no part of the source fingerprint.
           progress: show a tqdm bar per split (with a known total).
           **kwargs: `progress` and TFDS's builder arguments.
         """
@@ -215,6 +229,9 @@ class VideoFolder(schema.VideoDatasetBuilder):
         self._flow_fn = flow_fn
         self._flow_cache_dir = flow_cache_dir
         self._allow_truncated = bool(allow_truncated)
+        self._beam_options = beam_options
+        self._beam_entries: list[VideoEntry] = []
+        self._beam_progress = None
         self._skipped: list[dict] = []
         self._rotated: list[dict] = []
         super().__init__(**kwargs)
@@ -294,10 +311,85 @@ class VideoFolder(schema.VideoDatasetBuilder):
                 f"... --manual_dir ... --rebuild`, or `video_folder.prepare(rebuild=True, ...)`) "
                 "or use another data_dir for this source"
             )
-        out = super().download_and_prepare(*args, download_config=download_config, **kwargs)
+        if self._beam_options is not None:
+            download_config = self._with_beam(download_config)
+        try:
+            out = super().download_and_prepare(*args, download_config=download_config, **kwargs)
+        finally:
+            self._stop_beam_progress()
         if self._is_flow and self._flow_cache_dir is None:
             shutil.rmtree(self.flow_cache_dir(), ignore_errors=True)  # all stored now
+        if self._beam_options is not None:
+            shutil.rmtree(self.beam_work_dir(), ignore_errors=True)  # all stored now
         return out
+
+    # ------------------------------------------------------------------------- Beam builds
+
+    def beam_work_dir(self) -> pathlib.Path:
+        """Where a Beam build's workers keep finished videos until the build completes."""
+        root = pathlib.Path(self.data_dir_root) / "downloads" / "video_folder_beam"
+        return root / self.builder_config.name
+
+    def _with_beam(self, download_config):
+        from i3d_jax.data import video_beam
+
+        options = video_beam.pipeline_options(self._beam_options)
+        if download_config is None:
+            return tfds.download.DownloadConfig(beam_options=options)
+        return dataclasses.replace(download_config, beam_options=options)
+
+    def _beam_job(self):
+        from i3d_jax.data import video_beam
+
+        work = self.beam_work_dir()
+        work.mkdir(parents=True, exist_ok=True)
+        flow = self._flow_settings() if self._is_flow else None
+        return video_beam.VideoJob(
+            work_dir=str(work),
+            decode=self._decode_options(),
+            decode_settings=self._decode_settings(),
+            strict=self._strict,
+            flow=flow,
+            flow_cache_dir=str(self.flow_cache_dir()) if flow is not None else None,
+            flow_fn=self._flow_fn,
+        )
+
+    def _beam_splits(self, entries: list[VideoEntry]) -> dict:
+        from i3d_jax.data import video_beam
+
+        job = self._beam_job()
+        self._beam_entries = entries
+        finished = video_beam.finished_count(entries, job)
+        if finished:
+            log.warning(
+                "video_folder: %d of %d videos already finished in %s (an earlier build); "
+                "building the rest",
+                finished,
+                len(entries),
+                job.work_dir,
+            )
+        self._beam_progress = video_beam.Progress(
+            job.work_dir, entries, job, desc=f"{self.name} videos (beam)", enabled=self._progress
+        ).__enter__()
+        return {
+            split: video_beam.split_transform([e for e in entries if e.split == split], job)
+            for split in dict.fromkeys(e.split for e in entries)
+        }
+
+    def _process_pipeline_result(self, pipeline_result) -> None:
+        """After the Beam pipeline: the workers' skipped and rotated videos into the metadata."""
+        from i3d_jax.data import video_beam
+
+        self._stop_beam_progress()
+        skipped, rotated = video_beam.collect_records(self._beam_entries, self._beam_job())
+        self.info.metadata[schema.SKIPPED_KEY] = {"count": len(skipped), "files": skipped}
+        self.info.metadata[schema.ROTATED_KEY] = {"count": len(rotated), "files": rotated}
+        super()._process_pipeline_result(pipeline_result)
+
+    def _stop_beam_progress(self) -> None:
+        if self._beam_progress is not None:
+            self._beam_progress.__exit__(None, None, None)
+            self._beam_progress = None
 
     @property
     def _is_flow(self) -> bool:
@@ -330,7 +422,7 @@ class VideoFolder(schema.VideoDatasetBuilder):
         self.info.metadata[SOURCE_KEY] = source_fingerprint(root, self._csv, self._settings())
         if self._is_flow:
             self.info.metadata[_flow_build().METADATA_KEY] = self._flow_metadata()
-        class_names = sorted({e.label for e in entries})
+        class_names = sorted({e.label for e in entries if e.label})
         label_feature = self.info.features[schema.LABEL]
         if label_feature.num_classes is None:
             label_feature.names = class_names
@@ -340,6 +432,8 @@ class VideoFolder(schema.VideoDatasetBuilder):
                 f"{class_names} vs {list(label_feature.names)}"
             )
         self._skipped, self._rotated = [], []
+        if self._beam_options is not None:
+            return self._beam_splits(entries)
         splits = {}
         for split in dict.fromkeys(e.split for e in entries):
             todo = [e for e in entries if e.split == split]
@@ -351,7 +445,7 @@ class VideoFolder(schema.VideoDatasetBuilder):
         for entry in self._bar(entries, len(entries), split):
             try:
                 frames, example = self._decode(entry)
-            except (preprocess.VideoDecodeError, FileNotFoundError, _TooShort) as e:
+            except BAD_VIDEO_ERRORS as e:
                 if self._strict:
                     raise
                 self._skip(entry, str(e))
@@ -366,7 +460,7 @@ class VideoFolder(schema.VideoDatasetBuilder):
             encoded = (schema.encode_jpeg_frames(f) for f in frames)
         else:
             settings = self._decode_settings()
-            keys = (_cache_key(done[-1][0], settings) for _ in itertools.count())
+            keys = (flow_cache_key(done[-1][0], settings) for _ in itertools.count())
             encoded = map(
                 schema.encode_flow_frames,
                 _flow_build().flow_videos(
@@ -383,57 +477,36 @@ class VideoFolder(schema.VideoDatasetBuilder):
         for video in encoded:
             entry, example = done.popleft()
             example.update({schema.VIDEO: video, schema.NUM_FRAMES: np.int32(len(video))})
-            yield f"{split}/{entry.video_id}/{entry.path}", example
+            yield example_key(entry), example
 
     def _decode_settings(self) -> str:
         return repr(sorted(self._settings().items()))
 
     def _skip(self, entry: VideoEntry, reason: str) -> None:
-        log.warning("video_folder: skipping %s (%s)", entry.path or entry.video_id, reason)
-        self._skipped.append({"split": entry.split, "path": entry.path or "", "reason": reason})
+        log.warning(
+            "video_folder: skipping %s (%s)", entry.path or entry.folder or entry.video_id, reason
+        )
+        self._skipped.append(skipped_record(entry, reason))
         self.info.metadata[schema.SKIPPED_KEY] = {
             "count": len(self._skipped),
             "files": list(self._skipped),
         }
 
-    def _decode(self, entry: VideoEntry) -> tuple[np.ndarray, dict]:
-        if entry.path is None:
-            raise FileNotFoundError(entry.missing_reason)
-        frames = preprocess.load_video(
-            entry.path,
+    def _decode_options(self) -> DecodeOptions:
+        return DecodeOptions(
             fps=self._fps,
             short_side=self._short_side,
-            start=entry.start,
-            end=entry.end,
             max_frames=self._max_frames,
             allow_truncated=self._allow_truncated,
+            min_frames=2 if self._is_flow else 1,
         )
-        info = preprocess.video_info(entry.path)
-        fps = self._fps if self._fps is not None else info["fps"]
-        if self._is_flow and len(frames) < 2:
-            raise _TooShort(f"{entry.path}: {len(frames)} frame(s); flow needs at least 2")
-        if info["rotation"]:
-            self._rotated.append({"split": entry.split, "path": entry.path,
-                                  "video_id": entry.video_id, "rotation": info["rotation"]})  # fmt: skip
+
+    def _decode(self, entry: VideoEntry) -> tuple[np.ndarray, dict]:
+        frames, example, rotation = decode_entry(entry, self._decode_options())
+        if rotation:
+            self._rotated.append(rotated_record(entry, rotation))
             self.info.metadata[schema.ROTATED_KEY] = {
                 "count": len(self._rotated),
                 "files": list(self._rotated),
             }
-        return frames, {
-            schema.LABEL: entry.label,
-            schema.VIDEO_ID: entry.video_id,
-            schema.PATH: entry.path,
-            schema.FPS: np.float32(fps),
-            schema.HEIGHT: np.int32(info["height"] or frames.shape[1]),
-            schema.WIDTH: np.int32(info["width"] or frames.shape[2]),
-        }
-
-
-def _cache_key(entry: VideoEntry, decode_settings: str) -> str:
-    """A video's flow-cache name: its file (size, mtime), time range and the decode settings."""
-    st = os.stat(entry.path)
-    return f"{entry.path}|{st.st_size}|{st.st_mtime_ns}|{entry.start}|{entry.end}|{decode_settings}"
-
-
-class _TooShort(ValueError):
-    pass
+        return frames, example

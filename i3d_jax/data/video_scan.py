@@ -25,6 +25,7 @@ class VideoEntry:
     start: float | None = None
     end: float | None = None
     missing_reason: str = ""
+    folder: str = ""  # an unreadable folder (path None): named in the skip record
 
 
 def split_name(name: str) -> str:
@@ -33,32 +34,53 @@ def split_name(name: str) -> str:
     return _SPLIT_ALIASES.get(name.lower(), name)
 
 
+def _listing(folder: pathlib.Path) -> list[pathlib.Path] | OSError:
+    try:
+        return sorted(folder.iterdir())
+    except OSError as e:
+        return e
+
+
 def scan_folders(root) -> list[VideoEntry]:
-    """Entries of a ``root/<split>/<class>/<video>`` tree, sorted by split, class and file."""
+    """Entries of a ``root/<split>/<class>/<video>`` tree, sorted by split, class and file.
+
+    An unreadable split or class folder becomes one entry with ``path=None`` that names it (the
+    build skips and records it); the rest is read."""
     root = pathlib.Path(root)
     entries = []
     for split_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        loose = [p.name for p in split_dir.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS]
+        split = split_name(split_dir.name)
+        listing = _listing(split_dir)
+        if isinstance(listing, OSError):
+            entries.append(_unreadable(split, "", split_dir, listing))
+            continue
+        loose = [p.name for p in listing if p.suffix.lower() in VIDEO_EXTENSIONS]
         if loose:
             raise ValueError(
                 f"video_folder: {split_dir} holds video files ({loose[0]}, ...) directly; expected "
                 "the layout <root>/<split>/<class>/<video>"
             )
-        for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
-            for video in sorted(class_dir.iterdir()):
+        for class_dir in (p for p in listing if p.is_dir()):
+            videos = _listing(class_dir)
+            if isinstance(videos, OSError):
+                entries.append(_unreadable(split, class_dir.name, class_dir, videos))
+                continue
+            for video in videos:
                 if video.is_file() and video.suffix.lower() in VIDEO_EXTENSIONS:
-                    entries.append(
-                        VideoEntry(
-                            split_name(split_dir.name), class_dir.name, video.stem, str(video)
-                        )
-                    )
-    if not entries:
+                    entries.append(VideoEntry(split, class_dir.name, video.stem, str(video)))
+    if not any(e.path for e in entries):
         raise ValueError(
             f"video_folder: no video files found under {root}; expected <root>/<split>/<class>/"
             f"<video> with one of the extensions {', '.join(VIDEO_EXTENSIONS)}, or *.csv files "
             f"with columns {','.join(CSV_COLUMNS)}"
         )
     return entries
+
+
+def _unreadable(split: str, label: str, folder: pathlib.Path, error: OSError) -> VideoEntry:
+    reason = f"unreadable folder {folder}: {error.strerror or error}"
+    return VideoEntry(split, label, f"unreadable:{folder.name}", None, None, None, reason,
+                      str(folder))  # fmt: skip
 
 
 def scan_csv(root, csv_paths=None) -> list[VideoEntry]:
@@ -69,7 +91,8 @@ def scan_csv(root, csv_paths=None) -> list[VideoEntry]:
     elif isinstance(csv_paths, str | os.PathLike):
         csv_paths = [csv_paths]
     index: dict[str, str] = {}
-    for dirpath, _, files in os.walk(root):
+    unreadable: list[str] = []
+    for dirpath, _, files in os.walk(root, onerror=lambda e: unreadable.append(e.filename)):
         for f in sorted(files):
             stem, ext = os.path.splitext(f)
             if ext.lower() in VIDEO_EXTENSIONS:
@@ -104,6 +127,8 @@ def scan_csv(root, csv_paths=None) -> list[VideoEntry]:
                     entries.append(VideoEntry(split, label, clip, index[yid], t0, t1))
                 else:
                     reason = f"missing file: no {clip}.* or {yid}.* under {root} (row {line})"
+                    if unreadable:
+                        reason += f"; unreadable folders there: {', '.join(unreadable)}"
                     entries.append(VideoEntry(split, label, clip, None, t0, t1, reason))
     if not entries:
         raise ValueError(f"video_folder: no labelled rows in {[str(p) for p in csv_paths]}")
