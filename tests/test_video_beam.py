@@ -201,3 +201,22 @@ def test_a_killed_beam_build_resumes_with_what_its_workers_finished(tmp_path):
     seq = VideoFolder(folder=root, data_dir=str(tmp_path / "seq"), short_side=None)
     seq.download_and_prepare()
     _assert_same_examples(_examples(seq), _examples(built))
+
+
+def test_beam_flow_build_equals_the_sequential_flow_build(folder, tmp_path):
+    from i3d_jax.data import flow_build
+
+    settings = flow_build.FlowSettings(preset="fast")
+    kwargs = dict(config="flow", folder=folder, short_side=16, max_frames=4, flow=settings)
+    seq = VideoFolder(data_dir=str(tmp_path / "seq"), **kwargs)
+    seq.download_and_prepare()
+    beam = VideoFolder(data_dir=str(tmp_path / "beam"), beam_options=TWO_WORKERS, **kwargs)
+    beam.download_and_prepare()
+    a, b = _examples(seq), _examples(beam)
+    assert len(a) == 8 and all(ex["num_frames"] == 3 for ex in a.values())
+    _assert_same_examples(a, b)  # the real JAX TV-L1 in each worker, the same PNG bytes
+    flow = schema.decode_frames(b[("train", "b0")]["video"])
+    assert flow.shape == (3, 16, 20, 3) and flow[..., :2].std() > 0
+    for key in ("skipped", "flow_settings", "flow_scale", "source"):
+        assert beam.info.metadata[key] == seq.info.metadata[key], key
+    assert not beam.flow_cache_dir().exists() and not beam.beam_work_dir().exists()
