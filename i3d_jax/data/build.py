@@ -13,7 +13,7 @@ TensorFlow, see :mod:`i3d_jax.data.catalog`). Examples::
         --config flow --flow_solver jax --flow_preset default --flow_batch 16
 
 The ``flow`` config computes TV-L1 (:mod:`i3d_jax.data.flow_build`): ``--flow_solver jax`` (default)
-batches frame pairs across videos on the default JAX device (GPU when present), ``opencv`` runs
+batches frame pairs across videos over all local JAX devices (GPUs when present), ``opencv`` runs
 OpenCV's reference on the CPU; ``--flow_preset`` names the TV-L1 parameters (`i3d_jax.flow.PRESETS`),
 ``--flow_batch`` the pairs per device batch (default `flow_build.default_batch_pairs`: 1 on CPU),
 ``--flow_bound`` the quantisation bound in pixels. A bar shows frame pairs per second; finished

@@ -22,7 +22,7 @@ Video extensions: see `VIDEO_EXTENSIONS`. Frames are decoded with :func:`i3d_jax
 
 Configs: ``rgb`` stores JPEG frames; ``flow`` stores TV-L1 flow computed by
 :func:`i3d_jax.data.flow_build.flow_videos` (``flow=FlowSettings(...)``: the JAX solver batched
-across videos on the default JAX device, or OpenCV's), quantised with
+across videos over all local JAX devices (``flow_devices=``), or OpenCV's), quantised with
 :func:`i3d_jax.preprocess.quantize_flow` into PNG frames (see :mod:`i3d_jax.data.schema`;
 ``info.metadata["flow_scale"]`` is the bound, ``info.metadata["flow_settings"]`` the settings).
 Finished videos' flow is cached under ``<data_dir>/downloads/video_folder_flow_cache`` until the
@@ -186,6 +186,7 @@ class VideoFolder(schema.VideoDatasetBuilder):
         flow=None,
         flow_fn=None,
         flow_cache_dir=None,
+        flow_devices=None,
         **kwargs,
     ):
         """Args beyond TFDS's (`data_dir`, `config`, ...).
@@ -200,6 +201,7 @@ class VideoFolder(schema.VideoDatasetBuilder):
             ``flow_bound``); its bound replaces ``flow_bound``.
           flow_fn: a stand-in ``frames -> float32 flow [T-1, H, W, 2]`` (tests); recorded as such.
           flow_cache_dir: the per-video flow cache (default under ``<data_dir>/downloads``).
+          flow_devices: the JAX solver's devices (default all local ones); speed only.
           allow_truncated: keep the frames of a file that ends before its declared frame count.
           progress: show a tqdm bar per split (with a known total).
           **kwargs: `progress` and TFDS's builder arguments.
@@ -214,6 +216,7 @@ class VideoFolder(schema.VideoDatasetBuilder):
         self._flow_bound = float(flow.bound if flow is not None else flow_bound)
         self._flow_fn = flow_fn
         self._flow_cache_dir = flow_cache_dir
+        self._flow_devices = flow_devices
         self._allow_truncated = bool(allow_truncated)
         self._skipped: list[dict] = []
         self._rotated: list[dict] = []
@@ -378,6 +381,7 @@ class VideoFolder(schema.VideoDatasetBuilder):
                     desc=f"{split} flow",
                     total_videos=len(entries),
                     flow_fn=self._flow_fn,
+                    devices=self._flow_devices,
                 ),
             )
         for video in encoded:
