@@ -11,8 +11,10 @@ never the flow. The OpenCV solver (the reference) runs pair by pair on the CPU.
 
 With `cache_dir`, each finished video's flow is written there (atomically) under its key and the
 settings' fingerprint, so an interrupted build resumes at the video level, and settings that give
-other flow never reuse it. `FlowSettings.as_metadata()` is what a dataset records
-(`METADATA_KEY`); `check_expected` refuses a dataset whose recorded settings differ from a run's.
+other flow never reuse it. Several hosts can fill one cache, each with its shard of the videos
+(:mod:`i3d_jax.data.flow_prepass`, ``data.build ... --shard I/N``), before the build reads it.
+`FlowSettings.as_metadata()` is what a dataset records (`METADATA_KEY`); `check_expected`
+refuses a dataset whose recorded settings differ from a run's.
 """
 
 from __future__ import annotations
@@ -228,6 +230,9 @@ class _Cache:
             return None  # unreadable: computed again
         return out if out.shape == shape and out.dtype == np.uint8 else None
 
+    def has(self, key: str) -> bool:
+        return self.path(key).is_file()
+
     def save(self, key: str, flow_uint8: np.ndarray) -> None:
         path = self.path(key)
         fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-", suffix=".npy")
@@ -239,6 +244,13 @@ class _Cache:
             if os.path.exists(tmp):
                 os.remove(tmp)
             raise
+
+
+def cached_keys(cache_dir, settings: FlowSettings, keys: Iterable[str]) -> set[str]:
+    """The `keys` whose flow (made with `settings`) `flow_videos(cache_dir=...)` would find in
+    `cache_dir` (its shape is checked only when it is read)."""
+    cache = _Cache(cache_dir, settings)
+    return {key for key in keys if cache.has(key)}
 
 
 # ----------------------------------------------------------------------------- flow of videos
