@@ -47,12 +47,15 @@ def dispatches(monkeypatch):
     return calls
 
 
-def test_eight_devices_give_the_flow_of_one(dispatches):
+def test_eight_devices_give_the_flow_of_one(dispatches, monkeypatch):
     assert len(jax.local_devices()) == 8  # tests/conftest.py
     settings = FlowSettings(preset="fast", batch_pairs=2)  # 2 pairs per device
     one = list(flow_build.flow_videos(VIDEOS, settings, progress=False, devices=jax.devices()[:1]))
     assert len(dispatches) == 10 and set(dispatches) == {(2, 1)}  # 14 pairs of 32x40, 5 of 24x32
     dispatches.clear()
+    # At most 2 videos held per device: a dispatch of 8 devices may wait for 16 (one device
+    # would flush its partial batch after 2).
+    monkeypatch.setattr(flow_build, "_MAX_PENDING_VIDEOS", 2)
     eight = list(flow_build.flow_videos(VIDEOS, settings, progress=False))  # all local devices
     assert sorted(dispatches) == [(16, 8)] * 2  # 16 a dispatch, the last pairs repeated
     for a, b in zip(one, eight, strict=True):

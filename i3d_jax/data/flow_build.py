@@ -37,6 +37,7 @@ METADATA_KEY = "flow_settings"  # dataset metadata: FlowSettings.as_metadata()
 SOLVERS = ("jax", "opencv")
 QUANTIZATION = "uint8 = round(clip(flow_px, -bound, bound) * 127 / bound) + 128"
 # Held while the first video waits for a full batch of its frame size; beyond, its size is flushed.
+# Per device: a dispatch fills every device, so more devices need more videos held to fill it.
 _MAX_PENDING_VIDEOS = 16
 _MAX_PENDING_PAIRS = 1024
 
@@ -349,6 +350,13 @@ class _JaxBatcher:
             self.batches[size] = int(given) if given else default_batch_pairs(*size)
         return self.batches[size] * self.mesh.devices.size
 
+    def holds_too_much(self, pending: Sequence[_Job]) -> bool:
+        """Whether the videos waiting for their flow exceed the bound on held videos and pairs
+        (`_MAX_PENDING_*` per device)."""
+        n = 1 if self.mesh is None else self.mesh.devices.size
+        held = sum(len(j.out) for j in pending if j.remaining)
+        return len(pending) > _MAX_PENDING_VIDEOS * n or held > _MAX_PENDING_PAIRS * n
+
     def flush(self, size: tuple[int, int] | None = None) -> None:
         """Solves every queued pair (of one frame size, or all), padding the last dispatches."""
         for key in [size] if size is not None else list(self.queues):
@@ -464,10 +472,7 @@ def flow_videos(
                 batcher.add(job)
             pending.append(job)
             yield from ready()
-            held = sum(len(j.out) for j in pending if j.remaining)
-            if batcher is not None and (
-                len(pending) > _MAX_PENDING_VIDEOS or held > _MAX_PENDING_PAIRS
-            ):
+            if batcher is not None and batcher.holds_too_much(pending):
                 batcher.flush(pending[0].out.shape[1:3])
                 yield from ready()
         if batcher is not None:
