@@ -7,6 +7,9 @@ device (8 virtual CPU devices here). Prints one JSON line.
 Per video and per core: `videos_per_s` is wall-clock; `cpu_s_per_video` counts the CPU seconds of
 this process and its children (Beam's workers, PyAV's decode threads), so `videos_per_core_s =
 1 / cpu_s_per_video` is the rate one core sustains; a build on N cores runs at most N times that.
+A Beam build has a fixed start-up (worker processes importing the project, the pipeline's
+set-up): each Beam row also builds a folder of one video, and `marginal` is the N-video build less
+that one, per further video (what a build of many videos pays per video).
 
     python benchmarks/build.py                        # 3 videos per size (about 4 minutes here)
     python benchmarks/build.py --videos 2 --sizes 360
@@ -115,6 +118,22 @@ def time_rgb_build(folder, beam_workers: int | None) -> dict:
     }
 
 
+def _with_marginal(many: dict, one: dict) -> dict:
+    """`many`'s row, with the one-video build's wall time and the rates per further video."""
+    videos, frames = many["videos"] - one["videos"], many["frames"] - one["frames"]
+    wall = many["wall_s"] - one["wall_s"]
+    cpu = many["cpu_s_per_video"] * many["videos"] - one["cpu_s_per_video"] * one["videos"]
+    many["one_video_wall_s"] = one["wall_s"]
+    many["marginal"] = {
+        "videos_per_s": round(videos / wall, 3),
+        "frames_per_s": round(frames / wall, 1),
+        "cpu_s_per_video": round(cpu / videos, 2),
+        "videos_per_core_s": round(videos / cpu, 3),
+        "frames_per_core_s": round(frames / cpu, 1),
+    }
+    return many
+
+
 def _frames_per_video(builder):
     from i3d_jax.data import schema
 
@@ -167,20 +186,28 @@ def main(argv=None) -> None:
     p.add_argument("--flow_frames", type=int, default=9, help="frames per video for the flow part")
     p.add_argument("--flow_short_side", type=int, default=64)
     p.add_argument("--flow_repeats", type=int, default=2)
-    p.add_argument("--no_flow", action="store_true")
+    p.add_argument("--no_flow", action="store_true", help="skip the flow pre-pass part")
+    p.add_argument("--no_rgb", action="store_true", help="skip the RGB build part")
     args = p.parse_args(argv)
 
     row = {"benchmark": "build", "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
     root = pathlib.Path(args.videos_dir)
-    for size in args.sizes:
+    for size in [] if args.no_rgb else args.sizes:
         folder = root / f"{size}p"
         paths = write_videos(folder, [size], args.videos, args.seconds, args.fps)
+        one = root / f"{size}p_one" / "train" / paths[0].parent.name / paths[0].name
+        if not one.is_file():
+            one.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(paths[0], one)
+        mb = sum(q.stat().st_size for q in paths) / len(paths) / 1e6
+        beam = {}
+        for n in args.workers:
+            many = time_rgb_build(folder, n)
+            beam[f"beam_{n}"] = _with_marginal(many, time_rgb_build(one.parents[2], n))
         row[f"rgb_{size}p"] = {
-            "source_mb_per_video": round(
-                sum(q.stat().st_size for q in paths) / len(paths) / 1e6, 2
-            ),
+            "source_mb_per_video": round(mb, 2),
             "sequential": time_rgb_build(folder, None),
-            **{f"beam_{n}": time_rgb_build(folder, n) for n in args.workers},
+            **beam,
         }
     if not args.no_flow:
         paths = write_videos(root / f"{args.sizes[0]}p", [args.sizes[0]], args.videos,

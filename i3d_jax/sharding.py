@@ -93,12 +93,14 @@ def maybe_initialize_distributed(
     coordinator_address: str | None = None,
     num_processes: int | None = None,
     process_id: int | None = None,
+    **initialize_kwargs,
 ) -> bool:
     """Calls `jax.distributed.initialize` when this is a multi-process run.
 
     Explicit arguments (or env `I3D_COORDINATOR`, `I3D_NUM_PROCESSES`, `I3D_PROCESS_ID`) are used
     as given; otherwise it initializes only where JAX can detect a cluster itself (TPU pod, SLURM
-    with `SLURM_NTASKS > 1`, Open MPI) and returns False on a single host.
+    with `SLURM_NTASKS > 1`, Open MPI) and returns False on a single host. `initialize_kwargs`
+    (e.g. `shutdown_timeout_seconds`) go to `jax.distributed.initialize`.
     """
     coordinator_address = coordinator_address or os.environ.get("I3D_COORDINATOR")
     if num_processes is None and "I3D_NUM_PROCESSES" in os.environ:
@@ -110,6 +112,7 @@ def maybe_initialize_distributed(
             coordinator_address=coordinator_address,
             num_processes=num_processes,
             process_id=process_id,
+            **initialize_kwargs,
         )
         return True
     auto = (
@@ -118,6 +121,6 @@ def maybe_initialize_distributed(
         or int(os.environ.get("OMPI_COMM_WORLD_SIZE", "1")) > 1
     )
     if auto:
-        jax.distributed.initialize()
+        jax.distributed.initialize(**initialize_kwargs)
         return True
     return False

@@ -10,8 +10,7 @@ import jax
 import ml_collections
 import numpy as np
 import pytest
-from scipy import ndimage
-from videos import write_video
+from videos import moving_texture, write_video
 
 from i3d_jax import flow, preprocess
 from i3d_jax.data import build, flow_build, pipeline, schema, video_folder
@@ -23,37 +22,35 @@ PARAMS = flow.TVL1Params(
     nscales=1, warps=2, inner_iterations=8, outer_iterations=2, median_filtering=3
 )
 SETTINGS = FlowSettings(preset=PARAMS, bound=4.0, batch_pairs=2)
-
-
-def _video(t: int, h: int, w: int, seed: int, dx: int = 1) -> np.ndarray:
-    """uint8 RGB frames of a smooth texture moving left by `dx` pixels a frame (flow x = -dx)."""
-    rng = np.random.default_rng(seed)
-    tex = ndimage.gaussian_filter(rng.uniform(0, 255, (h, w + dx * t)), 1.5)
-    tex = (tex - tex.min()) / (tex.max() - tex.min()) * 255
-    frames = np.stack([tex[:, k * dx : k * dx + w] for k in range(t)])
-    return np.repeat(np.rint(frames).astype(np.uint8)[..., None], 3, axis=-1)
+# One device: the batches these tests count are per dispatch (all devices: tests/test_flow_shards).
+ONE = jax.devices()[:1]
 
 
 # Two frame sizes; with batch 2, `a`'s one pair shares a batch with `c`'s first.
-VIDEOS = {"a": _video(2, 32, 32, 0), "b": _video(2, 24, 40, 1), "c": _video(4, 32, 32, 2)}
+VIDEOS = {
+    "a": moving_texture(2, 32, 32, 0),
+    "b": moving_texture(2, 24, 40, 1),
+    "c": moving_texture(4, 32, 32, 2),
+}
 
 
 @pytest.fixture
 def solver_calls(monkeypatch):
-    """Every batch handed to the JAX solver: a list of (i0 [B, H, W], params)."""
+    """Every dispatch handed to the JAX solver: a list of (i0 [B, H, W], params)."""
     calls = []
-    real = flow.tvl1_batch
+    real = flow.tvl1_sharded
 
-    def counting(i0, i1, params):
+    def counting(i0, i1, params, *, mesh):
         calls.append((np.asarray(i0), params))
-        return real(i0, i1, params)
+        return real(i0, i1, params, mesh=mesh)
 
-    monkeypatch.setattr(flow, "tvl1_batch", counting)
+    monkeypatch.setattr(flow, "tvl1_sharded", counting)
     return calls
 
 
 def _run(settings=SETTINGS, **kwargs) -> list[np.ndarray]:
     kwargs.setdefault("progress", False)
+    kwargs.setdefault("devices", ONE)
     return list(flow_build.flow_videos(VIDEOS.values(), settings, **kwargs))
 
 
@@ -76,7 +73,7 @@ def test_batched_flow_equals_per_pair_solver_in_order(solver_calls, monkeypatch)
         assert abs(inner[..., 0].mean() + 1) < 0.15 and abs(inner[..., 1].mean()) < 0.1
     # The same flow one video at a time (other batch companions, other padding).
     for name, got in zip(VIDEOS, out, strict=True):
-        alone = next(flow_build.flow_videos([VIDEOS[name]], SETTINGS, progress=False))
+        alone = next(flow_build.flow_videos([VIDEOS[name]], SETTINGS, progress=False, devices=ONE))
         np.testing.assert_array_equal(alone, got)
     # Holding at most one video (the first's partial batch is flushed early): the same flow.
     monkeypatch.setattr(flow_build, "_MAX_PENDING_VIDEOS", 1)
@@ -90,7 +87,7 @@ def test_cache_resumes_at_the_video_level(tmp_path, solver_calls):
     full = _run()
     solver_calls.clear()
     gen = flow_build.flow_videos(
-        VIDEOS.values(), SETTINGS, keys=VIDEOS, cache_dir=tmp_path, progress=False
+        VIDEOS.values(), SETTINGS, keys=VIDEOS, cache_dir=tmp_path, progress=False, devices=ONE
     )
     np.testing.assert_array_equal(next(gen), full[0])
     gen.close()  # interrupted after the first video
@@ -217,19 +214,20 @@ def test_video_folder_flow_build_resumes_and_runs_refuse_other_settings(
         ("val", "left", 1),
     ]
     for i, (split, label, dx) in enumerate(layout):
-        write_video(root / split / label / f"v{i}.mp4", _video(3, 32, 32, i, dx))
+        write_video(root / split / label / f"v{i}.mp4", moving_texture(3, 32, 32, i, dx))
     data_dir = tmp_path / "tfds"
     kwargs = dict(config="flow", folder=root, data_dir=str(data_dir), fps=None, short_side=None)
+    kwargs["flow_devices"] = ONE  # one batch of 2 pairs per dispatch
     calls = []
-    real = flow.tvl1_batch
+    real = flow.tvl1_sharded
 
-    def failing_after_two(i0, i1, params):
+    def failing_after_two(i0, i1, params, *, mesh):
         if len(calls) == 2:
             raise RuntimeError("injected: the build stops here")
         calls.append(np.asarray(i0))
-        return real(i0, i1, params)
+        return real(i0, i1, params, mesh=mesh)
 
-    monkeypatch.setattr(flow, "tvl1_batch", failing_after_two)
+    monkeypatch.setattr(flow, "tvl1_sharded", failing_after_two)
     builder = VideoFolder(flow=SETTINGS, **kwargs)
     cache = builder.flow_cache_dir()
     with pytest.raises(RuntimeError, match="injected"):
@@ -237,7 +235,9 @@ def test_video_folder_flow_build_resumes_and_runs_refuse_other_settings(
     cached = len(list(cache.glob("*.npy")))
     assert cached == 1  # one video finished (one pair batch each; the second was in flight)
     calls.clear()
-    monkeypatch.setattr(flow, "tvl1_batch", lambda i0, i1, p: calls.append(0) or real(i0, i1, p))
+    monkeypatch.setattr(
+        flow, "tvl1_sharded", lambda i0, i1, p, mesh: calls.append(0) or real(i0, i1, p, mesh=mesh)
+    )
     builder = VideoFolder(flow=SETTINGS, **kwargs)
     builder.download_and_prepare()
     assert len(calls) == 4 - cached  # 3 frames = 2 pairs = one batch a video; cached ones skipped

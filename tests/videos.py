@@ -5,6 +5,7 @@ from fractions import Fraction
 
 import av
 import numpy as np
+from scipy import ndimage
 
 CODECS = [c for c in ("libx264", "mpeg4") if c in av.codecs_available]
 
@@ -55,3 +56,13 @@ def _write(path, frames, codec, rate, rotation=0, seconds=None) -> None:
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+
+
+def moving_texture(t: int, h: int, w: int, seed: int, dx: int = 1) -> np.ndarray:
+    """uint8 RGB frames `[t, h, w, 3]` of a smooth gray texture moving left by `dx` pixels a
+    frame (TV-L1 flow x = -dx away from the borders)."""
+    rng = np.random.default_rng(seed)
+    tex = ndimage.gaussian_filter(rng.uniform(0, 255, (h, w + dx * t)), 1.5)
+    tex = (tex - tex.min()) / (tex.max() - tex.min()) * 255
+    frames = np.stack([tex[:, k * dx : k * dx + w] for k in range(t)])
+    return np.repeat(np.rint(frames).astype(np.uint8)[..., None], 3, axis=-1)

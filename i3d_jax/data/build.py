@@ -13,7 +13,7 @@ TensorFlow, see :mod:`i3d_jax.data.catalog`). Examples::
         --config flow --flow_solver jax --flow_preset default --flow_batch 16
 
 The ``flow`` config computes TV-L1 (:mod:`i3d_jax.data.flow_build`): ``--flow_solver jax`` (default)
-batches frame pairs across videos on the default JAX device (GPU when present), ``opencv`` runs
+batches frame pairs across videos over all local JAX devices (GPUs when present), ``opencv`` runs
 OpenCV's reference on the CPU; ``--flow_preset`` names the TV-L1 parameters (`i3d_jax.flow.PRESETS`),
 ``--flow_batch`` the pairs per device batch (default `flow_build.default_batch_pairs`: 1 on CPU),
 ``--flow_bound`` the quantisation bound in pixels. A bar shows frame pairs per second; finished
@@ -41,6 +41,23 @@ The Beam build writes the same examples as the sequential one (order may differ)
 counts bad files the same way, and resumes at the video level: a build killed midway and run again
 reads the videos its workers finished from ``<data_dir>/downloads/video_folder_beam``.
 
+Flow on many hosts (:mod:`i3d_jax.data.flow_prepass`): ``--shard I/N`` (or ``auto``: this
+process's `jax.process_index()` of `jax.process_count()`) computes only shard I's videos into the
+cache, prints one JSON line and builds no dataset; then the same command without ``--shard`` builds
+the dataset from the cache. ``--data_dir`` (the cache is in it) must be on storage all hosts share,
+and every host must see the videos at the same ``--manual_dir`` path (cache keys hold it)::
+
+    # a SLURM array (#SBATCH --array=0-7), one task per shard:
+    python -m i3d_jax.data.build video_folder --config flow --data_dir /shared/tfds/ucf \
+        --manual_dir /shared/ucf --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT
+    # a TPU pod, one shard per host:
+    gcloud compute tpus tpu-vm ssh NAME --zone ZONE --worker=all --command \
+        "python -m i3d_jax.data.build video_folder --config flow --data_dir /shared/tfds/ucf \
+         --manual_dir /shared/ucf --shard auto"
+    # then the final build, on one host (of a TPU pod: with JAX_PLATFORMS=cpu):
+    python -m i3d_jax.data.build video_folder --config flow --data_dir /shared/tfds/ucf \
+        --manual_dir /shared/ucf
+
 Prints one progress bar per split and, at the end, the dataset directory, the split sizes and the
 number of skipped files. A ``video_folder`` dataset already in ``--data_dir`` that was built from
 another source folder (or its files changed, or other settings) is an error naming both sources;
@@ -59,11 +76,11 @@ import sys
 import tensorflow_datasets as tfds
 
 from i3d_jax import cli, flow
-from i3d_jax.data import flow_build, schema, video_beam, video_folder
+from i3d_jax.data import flow_build, flow_prepass, schema, video_beam, video_folder
 from i3d_jax.data.synthetic_motion import SyntheticMotion
 from i3d_jax.data.video_folder import VideoFolder
 
-_FLOW_OPTIONS = ("flow_solver", "flow_preset", "flow_batch", "flow_bound")
+_FLOW_OPTIONS = ("flow_solver", "flow_preset", "flow_batch", "flow_bound", "shard")
 _SYNTHETIC_OPTIONS = (
     "num_classes",
     "num_frames",
@@ -123,6 +140,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="frame pairs per batch (default: 1 on CPU, by frame size on GPU)",
     )
     g.add_argument("--flow_bound", type=float, help="quantisation bound in pixels (default 20)")
+    g.add_argument(
+        "--shard",
+        type=flow_prepass.parse_shard,
+        help="I/N or auto: only compute shard I of N's flow into the cache (no dataset)",
+    )
     g = p.add_argument_group("synthetic_motion (override the config's fields)")
     g.add_argument("--num_classes", type=int, help="classes of motion")
     g.add_argument("--num_frames", type=int, help="frames per video")
@@ -201,7 +223,10 @@ def make_builder(args: argparse.Namespace) -> tfds.core.DatasetBuilder:
 
 
 def main(argv=None) -> int:
-    return cli.run(_build, parse_args(argv))
+    args = parse_args(argv)
+    if args.shard is not None:  # the flow pre-pass of one shard (i3d_jax.data.flow_prepass)
+        return cli.run(flow_prepass.run, args.shard, _video_folder_kwargs(args), args.rebuild)
+    return cli.run(_build, args)
 
 
 def _quiet_beam() -> None:

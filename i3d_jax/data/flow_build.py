@@ -3,14 +3,18 @@
 `flow_videos(videos, FlowSettings(...))` yields each video's flow as stored in a dataset (uint8
 `[T-1, H, W, 2]`, :func:`i3d_jax.preprocess.quantize_flow` with the settings' bound), in the order
 the videos came. With the JAX solver, frame pairs of consecutive videos of the same frame size
-share fixed-size device batches (`batch_pairs`; the last one padded), so one program is compiled
-per frame size and the device stays busy across short videos; the next batch is dispatched before
-the previous one is read back. The OpenCV solver (the reference) runs pair by pair on the CPU.
+share fixed-size batches of `batch_pairs` pairs per device, dispatched over all local devices at
+once (`devices=`; `flow.tvl1_sharded`: one program per frame size, each device running its own
+solver loops; the last dispatch padded), so the devices stay busy across short videos; the next
+dispatch goes out before the previous one is read back. The number of devices changes speed only,
+never the flow. The OpenCV solver (the reference) runs pair by pair on the CPU.
 
 With `cache_dir`, each finished video's flow is written there (atomically) under its key and the
 settings' fingerprint, so an interrupted build resumes at the video level, and settings that give
-other flow never reuse it. `FlowSettings.as_metadata()` is what a dataset records
-(`METADATA_KEY`); `check_expected` refuses a dataset whose recorded settings differ from a run's.
+other flow never reuse it. Several hosts can fill one cache, each with its shard of the videos
+(:mod:`i3d_jax.data.flow_prepass`, ``data.build ... --shard I/N``), before the build reads it.
+`FlowSettings.as_metadata()` is what a dataset records (`METADATA_KEY`); `check_expected`
+refuses a dataset whose recorded settings differ from a run's.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import os
 import pathlib
 import re
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -33,6 +37,7 @@ METADATA_KEY = "flow_settings"  # dataset metadata: FlowSettings.as_metadata()
 SOLVERS = ("jax", "opencv")
 QUANTIZATION = "uint8 = round(clip(flow_px, -bound, bound) * 127 / bound) + 128"
 # Held while the first video waits for a full batch of its frame size; beyond, its size is flushed.
+# Per device: a dispatch fills every device, so more devices need more videos held to fill it.
 _MAX_PENDING_VIDEOS = 16
 _MAX_PENDING_PAIRS = 1024
 
@@ -66,7 +71,9 @@ def _preset_params(preset: str | flow.TVL1Params) -> flow.TVL1Params:
 @dataclasses.dataclass(frozen=True)
 class FlowSettings:
     """How a flow dataset's flow is made. `batch_pairs` (None: `default_batch_pairs` per frame
-    size) changes speed only, not the flow, so it is neither compared nor recorded."""
+    size) is for speed, so it is neither compared nor recorded; XLA's arithmetic differs a
+    little between batch sizes, so it can move a few quantised values by one (0.2% of them at
+    batch 2 vs 1 on 32x40 CPU frames). How many devices share the work changes nothing."""
 
     solver: str = "jax"  # "jax" (any JAX device) | "opencv" (the reference, CPU)
     preset: str | flow.TVL1Params = "default"  # a key of flow.PRESETS, or the parameters
@@ -224,6 +231,9 @@ class _Cache:
             return None  # unreadable: computed again
         return out if out.shape == shape and out.dtype == np.uint8 else None
 
+    def has(self, key: str) -> bool:
+        return self.path(key).is_file()
+
     def save(self, key: str, flow_uint8: np.ndarray) -> None:
         path = self.path(key)
         fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-", suffix=".npy")
@@ -235,6 +245,13 @@ class _Cache:
             if os.path.exists(tmp):
                 os.remove(tmp)
             raise
+
+
+def cached_keys(cache_dir, settings: FlowSettings, keys: Iterable[str]) -> set[str]:
+    """The `keys` whose flow (made with `settings`) `flow_videos(cache_dir=...)` would find in
+    `cache_dir` (its shape is checked only when it is read)."""
+    cache = _Cache(cache_dir, settings)
+    return {key for key in keys if cache.has(key)}
 
 
 # ----------------------------------------------------------------------------- flow of videos
@@ -296,11 +313,16 @@ class _BarTotal:
 
 
 class _JaxBatcher:
-    """Queues frame pairs per frame size and solves them in fixed-size batches, one in flight."""
+    """Queues frame pairs per frame size and solves them in fixed-size dispatches of `batch`
+    pairs per device over all `devices` (`flow.tvl1_sharded`), one dispatch in flight. The
+    devices (None: `jax.local_devices()`) are looked up at the first dispatch, so a run that
+    finds every video cached starts no JAX backend."""
 
-    def __init__(self, settings: FlowSettings, finished, bar):
+    def __init__(self, settings: FlowSettings, finished, bar, devices=None):
         self.settings = settings
-        self.batches: dict[tuple[int, int], int] = {}  # pairs per batch, per frame size
+        self.devices = None if devices is None else list(devices)
+        self.mesh = None
+        self.batches: dict[tuple[int, int], int] = {}  # pairs per device batch, per frame size
         self.queues: dict[tuple[int, int], list[tuple[_Job, int]]] = {}
         self.inflight: collections.deque = collections.deque()
         self.finished = finished  # called with each job whose last pair is stored
@@ -310,31 +332,46 @@ class _JaxBatcher:
         size = job.out.shape[1:3]
         queue = self.queues.setdefault(size, [])
         queue.extend((job, t) for t in range(job.remaining))
-        batch = self._batch(size)
-        while len(queue) >= batch:
-            self._dispatch(queue[:batch], batch)
-            del queue[:batch]
+        dispatch = self._dispatch_pairs(size)
+        while len(queue) >= dispatch:
+            self._dispatch(queue[:dispatch], dispatch)
+            del queue[:dispatch]
 
-    def _batch(self, size: tuple[int, int]) -> int:
+    def _dispatch_pairs(self, size: tuple[int, int]) -> int:
+        """Pairs per dispatch of frames of `size`: the batch per device times the devices."""
+        if self.mesh is None:
+            import jax
+
+            self.mesh = flow.pairs_mesh(
+                jax.local_devices() if self.devices is None else self.devices
+            )
         if size not in self.batches:
             given = self.settings.batch_pairs
             self.batches[size] = int(given) if given else default_batch_pairs(*size)
-        return self.batches[size]
+        return self.batches[size] * self.mesh.devices.size
+
+    def holds_too_much(self, pending: Sequence[_Job]) -> bool:
+        """Whether the videos waiting for their flow exceed the bound on held videos and pairs
+        (`_MAX_PENDING_*` per device)."""
+        n = 1 if self.mesh is None else self.mesh.devices.size
+        held = sum(len(j.out) for j in pending if j.remaining)
+        return len(pending) > _MAX_PENDING_VIDEOS * n or held > _MAX_PENDING_PAIRS * n
 
     def flush(self, size: tuple[int, int] | None = None) -> None:
-        """Solves every queued pair (of one frame size, or all), padding the last batches."""
+        """Solves every queued pair (of one frame size, or all), padding the last dispatches."""
         for key in [size] if size is not None else list(self.queues):
-            queue, batch = self.queues.pop(key, []), self._batch(key)
-            for start in range(0, len(queue), batch):
-                self._dispatch(queue[start : start + batch], batch)
+            queue, dispatch = self.queues.pop(key, []), self._dispatch_pairs(key)
+            for start in range(0, len(queue), dispatch):
+                self._dispatch(queue[start : start + dispatch], dispatch)
         while self.inflight:
             self._collect()
 
-    def _dispatch(self, items: list[tuple[_Job, int]], batch: int) -> None:
-        padded = items + [items[-1]] * (batch - len(items))
+    def _dispatch(self, items: list[tuple[_Job, int]], pairs: int) -> None:
+        padded = items + [items[-1]] * (pairs - len(items))
         i0 = np.stack([job.gray[t] for job, t in padded])
         i1 = np.stack([job.gray[t + 1] for job, t in padded])
-        self.inflight.append((items, flow.tvl1_batch(i0, i1, self.settings.params)))
+        result = flow.tvl1_sharded(i0, i1, self.settings.params, mesh=self.mesh)
+        self.inflight.append((items, result))
         if len(self.inflight) > 1:
             self._collect()
 
@@ -373,6 +410,7 @@ def flow_videos(
     total_pairs: int | None = None,
     total_videos: int | None = None,
     flow_fn: Callable[[np.ndarray], np.ndarray] | None = None,
+    devices: Sequence | None = None,
 ) -> Iterator[np.ndarray]:
     """Each video's quantised flow, uint8 `[T-1, H, W, 2]`, in the order of `videos`.
 
@@ -387,6 +425,10 @@ def flow_videos(
         of videos, gives the bar an estimated total (exact once the last video is read).
       flow_fn: a stand-in for the solver, uint8 frames -> float32 pixels `[T-1, H, W, 2]`
         (tests); its flow is quantised and cached as the solver's would be.
+      devices: the JAX solver's devices (default `jax.local_devices()`, looked up when the
+        first pair is solved): each dispatch holds `batch_pairs` pairs per device, one program
+        over all of them (`flow.tvl1_sharded`). Speed only: a pair's flow does not depend on
+        the devices nor on the pairs beside it (only on `batch_pairs`, see `FlowSettings`).
     """
     if cache_dir is not None and keys is None:
         raise ValueError("flow_videos: cache_dir needs keys (one stable name per video)")
@@ -401,7 +443,7 @@ def flow_videos(
                 cache.save(job.key, job.out)
 
         use_jax = settings.solver == "jax" and flow_fn is None
-        batcher = _JaxBatcher(settings, finished, bar) if use_jax else None
+        batcher = _JaxBatcher(settings, finished, bar, devices) if use_jax else None
         pending: collections.deque[_Job] = collections.deque()
 
         def ready() -> Iterator[np.ndarray]:
@@ -430,10 +472,7 @@ def flow_videos(
                 batcher.add(job)
             pending.append(job)
             yield from ready()
-            held = sum(len(j.out) for j in pending if j.remaining)
-            if batcher is not None and (
-                len(pending) > _MAX_PENDING_VIDEOS or held > _MAX_PENDING_PAIRS
-            ):
+            if batcher is not None and batcher.holds_too_much(pending):
                 batcher.flush(pending[0].out.shape[1:3])
                 yield from ready()
         if batcher is not None:

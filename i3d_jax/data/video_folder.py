@@ -22,11 +22,13 @@ Video extensions: see `VIDEO_EXTENSIONS`. Frames are decoded with :func:`i3d_jax
 
 Configs: ``rgb`` stores JPEG frames; ``flow`` stores TV-L1 flow computed by
 :func:`i3d_jax.data.flow_build.flow_videos` (``flow=FlowSettings(...)``: the JAX solver batched
-across videos on the default JAX device, or OpenCV's), quantised with
+across videos over all local JAX devices (``flow_devices=``), or OpenCV's), quantised with
 :func:`i3d_jax.preprocess.quantize_flow` into PNG frames (see :mod:`i3d_jax.data.schema`;
 ``info.metadata["flow_scale"]`` is the bound, ``info.metadata["flow_settings"]`` the settings).
 Finished videos' flow is cached under ``<data_dir>/downloads/video_folder_flow_cache`` until the
-build completes, so an interrupted build resumes without computing them again.
+build completes, so an interrupted build resumes without computing them again. Many hosts can fill
+that cache first, each with its shard of the videos (:mod:`i3d_jax.data.flow_prepass`, ``python -m
+i3d_jax.data.build video_folder --config flow ... --shard I/N``); the build then only reads it.
 
 Bad files (undecodable, missing, too short) are skipped with a warning and recorded in
 ``info.metadata["skipped"] = {"count": n, "files": [{"split", "path", "reason"}, ...]}``;
@@ -196,6 +198,7 @@ class VideoFolder(schema.VideoDatasetBuilder):
         flow_fn=None,
         flow_cache_dir=None,
         beam_options: str | None = None,
+        flow_devices=None,
         **kwargs,
     ):
         """Args beyond TFDS's (`data_dir`, `config`, ...).
@@ -210,6 +213,7 @@ class VideoFolder(schema.VideoDatasetBuilder):
             ``flow_bound``); its bound replaces ``flow_bound``.
           flow_fn: a stand-in ``frames -> float32 flow [T-1, H, W, 2]`` (tests); recorded as such.
           flow_cache_dir: the per-video flow cache (default under ``<data_dir>/downloads``).
+          flow_devices: the JAX solver's devices (default all local ones); speed only.
           allow_truncated: keep the frames of a file that ends before its declared frame count.
           beam_options: build on Apache Beam with these pipeline options (TFDS's string,
             ``"runner=DirectRunner,direct_num_workers=4,direct_running_mode=multi_processing"``;
@@ -228,6 +232,7 @@ class VideoFolder(schema.VideoDatasetBuilder):
         self._flow_bound = float(flow.bound if flow is not None else flow_bound)
         self._flow_fn = flow_fn
         self._flow_cache_dir = flow_cache_dir
+        self._flow_devices = flow_devices
         self._allow_truncated = bool(allow_truncated)
         self._beam_options = beam_options
         self._beam_entries: list[VideoEntry] = []
@@ -248,13 +253,14 @@ class VideoFolder(schema.VideoDatasetBuilder):
             out["flow"] = self._flow_metadata()
         return out
 
-    def _flow_settings(self):
+    def flow_settings(self):
+        """The ``flow`` config's `flow_build.FlowSettings` (the defaults unless given)."""
         if self._flow is None:
             self._flow = _flow_build().FlowSettings(bound=self._flow_bound)
         return self._flow
 
     def _flow_metadata(self) -> dict:
-        meta = self._flow_settings().as_metadata()
+        meta = self.flow_settings().as_metadata()
         if self._flow_fn is not None:
             meta["solver"] = f"stand-in {getattr(self._flow_fn, '__qualname__', self._flow_fn)}"
             meta.pop("solver_version", None)  # not the JAX solver's flow
@@ -343,7 +349,7 @@ class VideoFolder(schema.VideoDatasetBuilder):
 
         work = self.beam_work_dir()
         work.mkdir(parents=True, exist_ok=True)
-        flow = self._flow_settings() if self._is_flow else None
+        flow = self.flow_settings() if self._is_flow else None
         return video_beam.VideoJob(
             work_dir=str(work),
             decode=self._decode_options(),
@@ -459,21 +465,9 @@ class VideoFolder(schema.VideoDatasetBuilder):
         if not self._is_flow:
             encoded = (schema.encode_jpeg_frames(f) for f in frames)
         else:
-            settings = self._decode_settings()
-            keys = (flow_cache_key(done[-1][0], settings) for _ in itertools.count())
-            encoded = map(
-                schema.encode_flow_frames,
-                _flow_build().flow_videos(
-                    frames,
-                    self._flow_settings(),
-                    keys=keys,
-                    cache_dir=self.flow_cache_dir(),
-                    progress=self._progress,
-                    desc=f"{split} flow",
-                    total_videos=len(entries),
-                    flow_fn=self._flow_fn,
-                ),
-            )
+            keys = (self.flow_cache_key(done[-1][0]) for _ in itertools.count())
+            flows = self.compute_flow(frames, keys, desc=f"{split} flow", total_videos=len(entries))
+            encoded = map(schema.encode_flow_frames, flows)
         for video in encoded:
             entry, example = done.popleft()
             example.update({schema.VIDEO: video, schema.NUM_FRAMES: np.int32(len(video))})
@@ -481,6 +475,46 @@ class VideoFolder(schema.VideoDatasetBuilder):
 
     def _decode_settings(self) -> str:
         return repr(sorted(self._settings().items()))
+
+    def scan_entries(self, download_config=None) -> list[VideoEntry]:
+        """The videos of every split as a build reads them (`scan` of the source folder)."""
+        root = self._source_root(download_config)
+        if root is None:
+            raise ValueError("video_folder: no source folder given (folder= or manual_dir)")
+        return scan(root, self._csv)
+
+    def flow_cache_key(self, entry: VideoEntry) -> str:
+        """`entry`'s name in the flow cache (its path as scanned, size, mtime, time range and the
+        decode settings); raises `FileNotFoundError` for a missing file."""
+        if entry.path is None:
+            raise FileNotFoundError(entry.missing_reason)
+        return flow_cache_key(entry, self._decode_settings())
+
+    @property
+    def strict(self) -> bool:
+        """Whether a bad file raises (True) or is skipped."""
+        return self._strict
+
+    def compute_flow(self, frames, keys, *, desc: str = "flow", total_videos: int | None = None):
+        """`flow_build.flow_videos` of `frames` (an iterable of uint8 `[T, H, W, 3]`, one key
+        each) with this builder's flow settings, devices, stand-in and cache: each video's
+        quantised flow, uint8 `[T-1, H, W, 2]`, in order."""
+        return _flow_build().flow_videos(
+            frames,
+            self.flow_settings(),
+            keys=keys,
+            cache_dir=self.flow_cache_dir(),
+            progress=self._progress,
+            desc=desc,
+            total_videos=total_videos,
+            flow_fn=self._flow_fn,
+            devices=self._flow_devices,
+        )
+
+    def decode_frames(self, entry: VideoEntry) -> np.ndarray:
+        """`entry`'s frames as a build stores them, uint8 `[T, H, W, 3]`; a bad file raises one
+        of `BAD_VIDEO_ERRORS`."""
+        return self._decode(entry)[0]
 
     def _skip(self, entry: VideoEntry, reason: str) -> None:
         log.warning(

@@ -19,6 +19,7 @@ reads zeros outside the image, as OpenCV's `remap` (so the data term lets go whe
 the frame). Differences from OpenCV: the image pyramid is antialiased (linear filter) and the flow
 is upsampled with the exact per-axis size ratio (OpenCV: 1 / scale_step on both axes).
 Frame pairs are vmapped in batches (`batch_size`); on CPU single pairs were faster per pair.
+`tvl1_sharded` splits a batch over several devices (`jax.shard_map`; each device its own loops).
 
 CLI: `python -m i3d_jax.flow VIDEO --out FLOW.npz [--backend jax|opencv] [--fast]` writes `flow`
 (pixels; `--scaled` adds `flow_scaled`, the network's [-1, 1] input) for the video as decoded by
@@ -34,6 +35,8 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 BACKENDS = ("jax", "opencv")
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
@@ -337,6 +340,55 @@ def tvl1_pair(i0: jax.Array, i1: jax.Array, params: TVL1Params = DEFAULT) -> jax
 def tvl1_batch(i0: jax.Array, i1: jax.Array, params: TVL1Params = DEFAULT) -> jax.Array:
     """TV-L1 for a batch of gray pairs `[B, H, W]` -> `[B, H, W, 2]` (vmapped, jitted)."""
     return jax.vmap(functools.partial(tvl1_pair, params=params))(i0, i1)
+
+
+PAIRS_AXIS = "pairs"  # the one axis of `pairs_mesh`
+
+
+def pairs_mesh(devices: Sequence[jax.Device]) -> Mesh:
+    """A 1-D mesh (axis `PAIRS_AXIS`) over `devices`, for `tvl1_sharded`."""
+    devices = list(devices)
+    if not devices:
+        raise ValueError("pairs_mesh: no devices given")
+    return jax.make_mesh(
+        (len(devices),), (PAIRS_AXIS,), axis_types=(AxisType.Explicit,), devices=devices
+    )
+
+
+@functools.cache
+def _sharded_solver(mesh: Mesh, params: TVL1Params):
+    spec = P(PAIRS_AXIS)
+    # Each device runs `tvl1_batch`'s vmapped loops on its own pairs, with no collective, so it
+    # stops when its own pairs converge. check_vma=False: the solver's loops start from
+    # constants (zeros), which the varying-axis check would want cast to varying.
+    body = jax.shard_map(
+        jax.vmap(functools.partial(tvl1_pair, params=params)),
+        mesh=mesh,
+        in_specs=(spec, spec),
+        out_specs=spec,
+        check_vma=False,
+    )
+    return jax.jit(body), NamedSharding(mesh, spec)
+
+
+def tvl1_sharded(i0, i1, params: TVL1Params = DEFAULT, *, mesh: Mesh) -> jax.Array:
+    """TV-L1 for gray pairs `[D * B, H, W]` (host arrays, [0, 255]) split over the `D` devices of
+    `mesh` (`pairs_mesh`), `B` consecutive pairs per device -> `[D * B, H, W, 2]` sharded the
+    same way (not yet computed: dispatch is asynchronous).
+
+    One program per mesh, parameters and frame size. Each device solves its `B` pairs as
+    `tvl1_batch` would (the same vmapped program), on its own: one device's pairs never wait
+    for another's. A pair's flow depends on `B` (the program's batch size; XLA's arithmetic
+    differs between batch sizes) but not on its companions nor on `D`.
+    """
+    n = mesh.devices.size
+    if len(i0) != len(i1) or len(i0) % n:
+        raise ValueError(
+            f"tvl1_sharded: {len(i0)} and {len(i1)} frames; expected the same number of first "
+            f"and second frames, a multiple of the {n} devices"
+        )
+    solve, sharding = _sharded_solver(mesh, params)
+    return solve(jax.device_put(i0, sharding), jax.device_put(i1, sharding))
 
 
 # ----------------------------------------------------------------------------- OpenCV
