@@ -1,5 +1,5 @@
 """Dataset-build rates: the RGB `video_folder` build (decode, resize to 256, JPEG, TFDS write)
-sequential and on Beam's DirectRunner with 1 and 2 worker processes, on real H.264 videos of
+sequential and on Beam's DirectRunner with 1 and 2 workers (processes and threads), on real H.264 videos of
 Kinetics-like size (10 s, 30 fps, 360p and 720p, PyAV/libx264-written); and the flow pre-pass
 (`flow_build.flow_videos`, JAX TV-L1) in frame pairs per second on 1 device and on every local
 device (8 virtual CPU devices here). Prints one JSON line.
@@ -86,15 +86,16 @@ def write_videos(root: pathlib.Path, sizes, count: int, seconds: float, fps: int
     return paths
 
 
-def time_rgb_build(folder, beam_workers: int | None) -> dict:
-    """One RGB build of `folder` (smaller side 256, 25 fps) in a fresh data_dir."""
+def time_rgb_build(folder, beam_workers: int | None, mode: str = "multi_processing") -> dict:
+    """One RGB build of `folder` (smaller side 256, 25 fps) in a fresh data_dir; on Beam's
+    DirectRunner with `beam_workers` workers in running `mode`, or sequential (None)."""
     from i3d_jax.data.video_folder import VideoFolder
 
     data_dir = tempfile.mkdtemp(prefix="bench_build_")
     options = None
     if beam_workers is not None:
         options = (f"runner=DirectRunner,direct_num_workers={beam_workers},"
-                   "direct_running_mode=multi_processing,default_sdk_harness_log_level=WARNING")  # fmt: skip
+                   f"direct_running_mode={mode},default_sdk_harness_log_level=WARNING")  # fmt: skip
     try:
         cpu0, t0 = _cpu_seconds(), time.perf_counter()
         builder = VideoFolder(folder=folder, data_dir=data_dir, beam_options=options)
@@ -182,6 +183,9 @@ def main(argv=None) -> None:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--fps", type=int, default=30)
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="Beam worker counts")
+    p.add_argument("--modes", nargs="+", default=["multi_processing", "multi_threading"],
+                   choices=["multi_processing", "multi_threading", "in_memory"],
+                   help="DirectRunner running modes")  # fmt: skip
     p.add_argument("--videos_dir", default=os.path.join(tempfile.gettempdir(), "i3d_bench_videos"))
     p.add_argument("--flow_frames", type=int, default=9, help="frames per video for the flow part")
     p.add_argument("--flow_short_side", type=int, default=64)
@@ -201,9 +205,11 @@ def main(argv=None) -> None:
             shutil.copy2(paths[0], one)
         mb = sum(q.stat().st_size for q in paths) / len(paths) / 1e6
         beam = {}
-        for n in args.workers:
-            many = time_rgb_build(folder, n)
-            beam[f"beam_{n}"] = _with_marginal(many, time_rgb_build(one.parents[2], n))
+        for mode in args.modes:
+            for n in args.workers:
+                many = time_rgb_build(folder, n, mode)
+                one_row = time_rgb_build(one.parents[2], n, mode)
+                beam[f"beam_{mode}_{n}"] = _with_marginal(many, one_row)
         row[f"rgb_{size}p"] = {
             "source_mb_per_video": round(mb, 2),
             "sequential": time_rgb_build(folder, None),
