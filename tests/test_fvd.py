@@ -241,7 +241,10 @@ def test_cli_errors_and_skips(cli, tmp_path, capsys, real):
     assert cli([*base, "--num-frames", "10"]) == 0
     captured = capsys.readouterr()
     result = json.loads(captured.out.splitlines()[0])
-    assert result["real"] == {"videos": 5, "clips": 4, "skipped": 1, "cached": None} and result["fvd"] > 0
+    assert (
+        result["real"] == {"videos": 5, "clips": 4, "skipped": 1, "cached": None}
+        and result["fvd"] > 0
+    )
     assert "skipped" in captured.err and "z_bad.mp4" in captured.err
     assert "the covariance is singular" in captured.err  # 4 clips, 10 features
     cases = {  # (flags): (exit status, message); 2: found before any work, 1: during it
