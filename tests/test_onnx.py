@@ -56,6 +56,7 @@ def test_cli_export_with_dynamic_batch_and_time(tiny_checkpoint, tmp_path):
     assert card["input"]["shape"] == "[batch, frames, 32, 32, 3]"
     assert card["input"]["frames"] == {"multiple_of": 8, "at_least": 16}
     assert card["output"] == {"name": "Logits", "dtype": "float32", "shape": "[batch, 10]"}
+    assert card["batchnorm"] == "BatchNormalization nodes" and card["compute_dtype"] == "float32"
     fn = export.load_onnx(out)
     for b, t in [(1, 16), (3, 24)]:
         x = clip((b, t, 32, 32, 3), seed=t)
@@ -182,12 +183,18 @@ def test_kinetics400_in_onnx_runtime(shared_data, tmp_path):
     assert abs(want[0].max() - 17.64) < 0.05
     top5 = np.argsort(-want, axis=1)[:, :5]
     # float32: within 1e-4 (measured 8.6e-6) and the same top-5 in order on all three clips;
-    # float16: within 0.1 (measured 0.039; logits up to 17.6), the same top-5 on the sample
-    # clip (the flow clip's top two are 0.012 apart: their order may swap in float16).
-    for fp16, tol in ((False, 1e-4), (True, 0.1)):
+    # float16: within 0.05 (measured 0.019; logits up to 17.6), the same top-5 on the sample
+    # clip (the flow clip's top two are 0.012 apart: their order may swap in float16). ONNX
+    # Runtime's CPU provider computes a float16 graph in float32: this is the weights' rounding.
+    for fp16, tol in ((False, 1e-4), (True, 0.05)):
         out = tmp_path / f"k400_{'fp16' if fp16 else 'fp32'}.onnx"
         export.write("onnx", net, variables, out, frames=79, dynamic_batch=True, fp16=fp16,
                      source=source, labels=labels)  # fmt: skip
+        card = json.loads(out.with_name(out.name + ".model_card.json").read_text())
+        assert card["batchnorm"] == (
+            "folded into conv biases" if fp16 else "BatchNormalization nodes"
+        )
+        assert card["labels"]["names"][227] == "playing cricket" and card["source"] == KINETICS400
         got = export.load_onnx(out)(x)
         assert got.shape == (3, 400)
         assert np.abs(got - want).max() <= tol, (fp16, np.abs(got - want).max(axis=1))

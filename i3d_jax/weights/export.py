@@ -33,10 +33,11 @@ Formats:
                the schedule's time stride, 8 for "paper", so --frames must be one). Output:
                the endpoint, named after it, float32. `--fold_bn`: the inference form
                (BatchNorm folded into conv biases); `--fp16`: float16 weights and compute up
-               to the float32 logits head. Options the graph cannot represent (a clip shorter
-               than the schedule allows, a size below the logits pool) are refused before any
-               work. Needs the `onnx` package (optional: `pip install -r
-               requirements-onnx.txt`); `load_onnx(PATH)` (ONNX Runtime) returns a callable.
+               to the float32 logits head (BatchNorm always folded first). Options the graph
+               cannot represent (a clip shorter than the schedule allows, a size below the
+               logits pool) are refused before any work. Needs the `onnx` package (optional:
+               `pip install -r requirements-onnx.txt`); `load_onnx(PATH)` (ONNX Runtime)
+               returns a callable.
 """
 
 from __future__ import annotations
@@ -309,6 +310,7 @@ def export_onnx(
 
     out = check_out("onnx", out)
     onnx_graph.check_options(model, frames, size, endpoint, dynamic_time)
+    fold_bn = fold_bn or fp16  # as build() does
     batch = "batch" if dynamic_batch else 1  # the graph's names of its symbolic dims
     time = "frames" if dynamic_time else frames
     input_info = {
@@ -330,7 +332,9 @@ def export_onnx(
         opset=onnx_graph.OPSET,
         ir_version=onnx_graph.IR_VERSION,
         onnx_version=onnx.__version__,
-        batchnorm="folded into conv biases" if fold_bn else "BatchNormalization nodes",
+        batchnorm="folded into conv biases"
+        if fold_bn or model.graph.fold_bn
+        else "BatchNormalization nodes",
         compute_dtype="float16 up to the logits head, float32 logits" if fp16 else "float32",
         input=input_info,
         output={"name": endpoint, "dtype": "float32"},
@@ -485,7 +489,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--fold_bn", action="store_true", help="onnx: BatchNorm folded into the conv biases"
     )
     onnx.add_argument(
-        "--fp16", action="store_true", help="onnx: float16 weights and compute, float32 logits"
+        "--fp16",
+        action="store_true",
+        help="onnx: float16 weights and compute (BatchNorm folded), float32 logits",
     )
     return parser.parse_args(argv)
 

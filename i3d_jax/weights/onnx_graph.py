@@ -6,7 +6,7 @@ variables (`{'params', 'batch_stats'}`). Every operator is a standard ONNX one t
 and TensorRT run natively: `Conv` (3D, explicit TF SAME padding), `BatchNormalization` (or
 none, BatchNorm folded into the conv biases), `Relu`, `MaxPool`, `Concat`, `AveragePool`,
 `ReduceMean`, `Transpose`, `Softmax`, `Pad` (edge mode, for `temporal_padding="replicate"`)
-and `Cast` (the `fp16` form). Opset `OPSET` (17), IR version 8.
+and `Cast` (the `fp16` form, whose BatchNorm is always folded). Opset `OPSET` (17), IR version 8.
 
 The input `clip` is float32 `[B, T, H, W, C]` in [-1, 1], as every model of this package takes
 it; the graph transposes it to `NCDHW` itself. The output is the chosen endpoint, named after
@@ -262,10 +262,13 @@ def build(
     `[B, frames, size, size, C]` (B = 1 unless `dynamic_batch`; T symbolic with
     `dynamic_time`, see the module docstring). `fold_bn`: BatchNorm folded into the conv
     biases (`i3d_jax.deploy.fold_batchnorm`). `fp16`: float16 weights and activations up to the
-    logits head (input and output stay float32). Raises ValueError as `check_options` does."""
+    logits head (input and output stay float32), always folded first (in float64, then
+    rounded once: half the error of rounding kernels and BatchNorm statistics apart). Raises
+    ValueError as `check_options` does."""
     import onnx
 
     check_options(model, frames, size, endpoint, dynamic_time)
+    fold_bn = fold_bn or fp16
     folded = fold_bn or model.graph.fold_bn or "batch_stats" not in variables
     if fold_bn and not model.graph.fold_bn and "batch_stats" in variables:
         variables = deploy.fold_batchnorm(dict(variables), model.bn_epsilon)
