@@ -155,13 +155,15 @@ def _flat(tree: Mapping) -> dict[str, np.ndarray]:
 
 
 class _Writer:
+    """Writes the network's layers into a `_Builder`, tracking the activation shape."""
+
     def __init__(self, model, variables, builder: _Builder, folded: bool):
         self.model, self.b, self.folded = model, builder, folded
         self.params = _flat(variables["params"])
         self.stats = _flat(variables.get("batch_stats", {}))
 
     def unit(
-        self, x: str, shape: _Shape, name: str, kernel, stride=(1, 1, 1), bn=True, relu=True
+        self, x: str, shape: _Shape, name: str, kernel, stride=(1, 1, 1)
     ) -> tuple[str, _Shape]:
         """Conv (TF SAME) -> BatchNorm (or its folded bias) -> ReLU, as `Unit3D` computes it."""
         b, p = self.b, self.params
@@ -181,7 +183,7 @@ class _Writer:
             "Conv", inputs, f"{name}/conv_3d", kernel_shape=list(kernel),
             strides=list(stride), pads=[q[0] for q in pads] + [q[1] for q in pads],
         )  # fmt: skip
-        if bn and not self.folded:
+        if not self.folded:
             unit = f"{name}/batch_norm"
             scale = p.get(f"{unit}/scale", np.ones(features, np.float32))
             y = b.node(
@@ -191,8 +193,7 @@ class _Writer:
                  b.const(f"{unit}/var", self.stats[f"{unit}/var"])],
                 unit, epsilon=float(self.model.bn_epsilon),
             )  # fmt: skip
-        if relu:
-            y = b.node("Relu", [y], f"{name}/relu")
+        y = b.node("Relu", [y], f"{name}/relu")
         out = [math.ceil(n / s) for n, s in zip(sizes, stride, strict=True)]
         return y, _Shape(*out, features)
 
@@ -275,7 +276,6 @@ def build(
     builder = _Builder(onnx, np.float16 if fp16 else np.float32)
     builder.name(INPUT), builder.name(endpoint)  # the graph's input and output
     w = _Writer(model, variables, builder, folded)
-    table = dict(model.channels)
     x = builder.node("Transpose", [INPUT], "to_ncdhw", perm=[0, 4, 1, 2, 3])
     if fp16:
         x = builder.node("Cast", [x], "to_float16", to=onnx.TensorProto.FLOAT16)
@@ -284,7 +284,6 @@ def build(
     for layer in schedules.layers(model.schedule):
         if layer.kind == "conv":
             x, shape = w.unit(x, shape, layer.name, layer.kernel, layer.stride)
-            assert shape.c == table[layer.name]
         elif layer.kind == "pool":
             x, shape = w.max_pool(x, shape, layer.name, layer.kernel, layer.stride)
         elif layer.kind == "inception":
