@@ -6,7 +6,9 @@ only run downward):
   the network    model, conv, pooling, graph, schedules, inflate, inception2d, heads, deploy
   the contract   preprocess (decode, fps, resize, crop, scale), clips (geometry), sharding,
                  plots, cli (the tools' flag and error conventions), labels, samples
-  weights/       every foreign format in and out: load_pretrained, convert, export
+  weights/       every foreign format in and out: load_pretrained, convert, export (safetensors,
+                 StableHLO, SavedModel, ONNX)
+  nnx/           the network as a Flax NNX module (from_linen, load_pretrained, to_linen)
   flow/          TV-L1 optical flow (`python -m i3d_jax.flow` computes a video's)
   data/          TFDS builders, Grain pipelines, synthetic tasks, feature-file datasets
   training/      config -> state -> steps -> checkpoints -> loop, evaluate; tasks/ plug in

@@ -107,7 +107,8 @@ def layer_of(module: str) -> int:
         return LAYERS.index("training")
     if under("i3d_jax.data"):
         return LAYERS.index("data")
-    if under("i3d_jax.weights", "i3d_jax.flow"):
+    # i3d_jax.nnx (the network as an NNX module) loads every weights format: it sits beside them.
+    if under("i3d_jax.weights", "i3d_jax.flow", "i3d_jax.nnx"):
         return LAYERS.index("weights and flow")
     return LAYERS.index("core")
 
@@ -126,6 +127,7 @@ def test_the_package_imports_only_downward():
     graph = import_graph()
     assert {"i3d_jax.model", "i3d_jax.training.loop", "i3d_jax.predict.cli"} <= set(graph)
     assert layer_violations(graph) == []
+    assert layer_of("i3d_jax.nnx.module") == LAYERS.index("weights and flow")
 
 
 def test_the_layer_check_catches_an_upward_import(tmp_path):

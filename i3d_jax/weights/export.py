@@ -1,7 +1,8 @@
 """Export a checkpoint for other runtimes, each with a JSON model card.
 
-    python -m i3d_jax.export CHECKPOINT --format safetensors|stablehlo|savedmodel --out PATH
+    python -m i3d_jax.export CHECKPOINT --format safetensors|stablehlo|savedmodel|onnx --out PATH
         [--endpoint Logits] [--size 224] [--bake_weights] [--labels FILE]
+        [--frames 64] [--dynamic_batch] [--dynamic_time] [--fold_bn] [--fp16]   (onnx)
 
 CHECKPOINT is anything `i3d_jax.load_pretrained` reads (`i3d-jax:kinetics400`, a converted
 directory, .pt/.safetensors, a TF checkpoint, a `train.py` workdir: `RUN` (its best checkpoint,
@@ -24,6 +25,19 @@ Formats:
                `load_stablehlo(PATH)` returns a callable.
   savedmodel   directory `PATH/`: a TF SavedModel from `jax2tf` (same symbolic dims) with a
                `serving_default` signature; needs TensorFlow, which is optional.
+  onnx         `PATH` (.onnx): an ONNX graph (opset 17) for ONNX Runtime and TensorRT
+               (`trtexec --onnx=PATH --fp16`), card beside it as `PATH.model_card.json` and
+               inside it (metadata `model_card`). Input `clip`: float32 `[B, T, size, size, C]`
+               in [-1, 1], static `[1, --frames, --size, --size, C]` unless `--dynamic_batch`
+               (B symbolic) or `--dynamic_time` (T symbolic: exact for clips of a multiple of
+               the schedule's time stride, 8 for "paper", so --frames must be one). Output:
+               the endpoint, named after it, float32. `--fold_bn`: the inference form
+               (BatchNorm folded into conv biases); `--fp16`: float16 weights and compute up
+               to the float32 logits head (BatchNorm always folded first). Options the graph
+               cannot represent (a clip shorter than the schedule allows, a size below the
+               logits pool) are refused before any work. Needs the `onnx` package (optional:
+               `pip install -r requirements-onnx.txt`); `load_onnx(PATH)` (ONNX Runtime)
+               returns a callable.
 """
 
 from __future__ import annotations
@@ -47,7 +61,13 @@ from i3d_jax import labels as label_lists
 from i3d_jax.labels import LabelSet
 from i3d_jax.model import InceptionI3d
 
-FORMATS = ("safetensors", "stablehlo", "savedmodel")
+FORMATS = ("safetensors", "stablehlo", "savedmodel", "onnx")
+# Flags of --format onnx only (refused with another format, which would ignore them).
+ONNX_FLAGS = ("dynamic_batch", "dynamic_time", "fold_bn", "fp16")
+ONNX_NEEDS = (
+    "--format onnx needs the onnx package, which is optional and not installed "
+    "(pip install -r requirements-onnx.txt, or pip install 'i3d_jax[onnx]')"
+)
 CARD = "model_card.json"
 PROGRAM = "model.jax_exported"
 WEIGHTS = "variables.safetensors"
@@ -268,16 +288,157 @@ def export_savedmodel(
     return out
 
 
+def export_onnx(
+    model: InceptionI3d,
+    variables: Mapping,
+    out: str | os.PathLike,
+    endpoint: str = "Logits",
+    frames: int = 64,
+    size: int = 224,
+    dynamic_batch: bool = False,
+    dynamic_time: bool = False,
+    fold_bn: bool = False,
+    fp16: bool = False,
+    source: str | None = None,
+    labels: LabelSet | None = None,
+) -> pathlib.Path:
+    """Writes the `.onnx` graph (`i3d_jax.weights.onnx_graph.build`) and
+    `<out>.model_card.json`; raises ValueError for options the graph cannot represent."""
+    import onnx
+
+    from i3d_jax.weights import onnx_graph
+
+    out = check_out("onnx", out)
+    onnx_graph.check_options(model, frames, size, endpoint, dynamic_time)
+    fold_bn = fold_bn or fp16  # as build() does
+    batch = "batch" if dynamic_batch else 1  # the graph's names of its symbolic dims
+    time = "frames" if dynamic_time else frames
+    input_info = {
+        "name": onnx_graph.INPUT,
+        "shape": f"[{batch}, {time}, {size}, {size}, {model.input_channels}]",
+        "layout": "NTHWC",
+        "dtype": "float32",
+        "range": [-1.0, 1.0],
+    }
+    if dynamic_time:
+        multiple, least = onnx_graph.dynamic_frames(model, endpoint)
+        input_info["frames"] = {"multiple_of": multiple, "at_least": least}
+    card = model_card(
+        model,
+        "onnx",
+        source,
+        labels,
+        endpoint=endpoint,
+        opset=onnx_graph.OPSET,
+        ir_version=onnx_graph.IR_VERSION,
+        onnx_version=onnx.__version__,
+        batchnorm="folded into conv biases"
+        if fold_bn or model.graph.fold_bn
+        else "BatchNormalization nodes",
+        compute_dtype="float16 up to the logits head, float32 logits" if fp16 else "float32",
+        input=input_info,
+        output={"name": endpoint, "dtype": "float32"},
+    )
+    proto = onnx_graph.build(
+        model, variables, frames, size, endpoint, dynamic_batch, dynamic_time, fold_bn, fp16
+    )
+    dims = proto.graph.output[0].type.tensor_type.shape.dim
+    card["output"]["shape"] = "[" + ", ".join(d.dim_param or str(d.dim_value) for d in dims) + "]"
+    proto.metadata_props.add(key="model_card", value=json.dumps(card, sort_keys=True))
+    tmp = out.with_name(out.name + ".tmp")
+    onnx.save_model(proto, os.fspath(tmp))
+    tmp.replace(out)
+    _write_json(out.with_name(out.name + ".model_card.json"), card)
+    return out
+
+
+def load_onnx(
+    path: str | os.PathLike, providers: Sequence[str] | None = None, threads: int | None = None
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Opens an `onnx` export in ONNX Runtime (CPU unless `providers`): returns
+    `fn(x [B, T, H, W, C] float32) -> endpoint`; a clip of another shape (or, with a dynamic
+    time axis, a length off its rule) raises ValueError before the graph runs."""
+    from i3d_jax.weights import onnx_graph
+
+    sess = onnx_graph.session(os.fspath(path), threads, providers)
+    declared = list(sess.get_inputs()[0].shape)
+    card = json.loads(sess.get_modelmeta().custom_metadata_map.get("model_card", "{}"))
+    rule = (card.get("input") or {}).get("frames")
+    frames = (rule["multiple_of"], rule["at_least"]) if rule else None
+
+    def call(x):
+        onnx_graph.check_clip(x, declared, frames)
+        return sess.run(None, {onnx_graph.INPUT: np.asarray(x, np.float32)})[0]
+
+    return call
+
+
 def check_out(fmt: str, out: str | os.PathLike) -> pathlib.Path:
     """`out` as a path, or ValueError/FileExistsError: a `.safetensors` file for safetensors, a
-    new or empty directory for the others (nothing already there is overwritten)."""
+    new `.onnx` file for onnx, a new or empty directory for the others (nothing already there
+    is overwritten)."""
     out = pathlib.Path(out)
     if fmt == "safetensors":
         if out.suffix != ".safetensors":
             raise ValueError(f"--out for safetensors should end in .safetensors, got {out}")
+    elif fmt == "onnx":
+        if out.suffix != ".onnx":
+            raise ValueError(f"--out for onnx should end in .onnx, got {out}")
+        if out.exists():
+            raise FileExistsError(f"{out} exists; choose a new --out")
     elif out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out} exists and is not an empty directory; choose a new --out")
     return out
+
+
+def load(
+    checkpoint: str, labels: str | LabelSet | None = None
+) -> tuple[InceptionI3d, dict, LabelSet | None, str]:
+    """`(model, variables, labels, source)` of `checkpoint` as an export writes it: loaded with
+    `load_pretrained`, I3D checked, `labels` resolved (None: the checkpoint's own), the source
+    as the card records it."""
+    from i3d_jax.weights import carried_labels, describe_source, load_pretrained
+    from i3d_jax.weights.convert import check_i3d
+
+    model, variables = load_pretrained(checkpoint)
+    check_i3d(model, checkpoint)
+    if labels is None:
+        labels = carried_labels(checkpoint, model.num_classes)
+    elif not isinstance(labels, LabelSet):
+        labels = label_lists.load(labels, model.num_classes)
+    return model, variables, labels, describe_source(checkpoint)
+
+
+def write(
+    fmt: str,
+    model: InceptionI3d,
+    variables: Mapping,
+    out: str | os.PathLike,
+    endpoint: str = "Logits",
+    size: int = 224,
+    bake_weights: bool = False,
+    source: str | None = None,
+    labels: LabelSet | None = None,
+    **onnx_options,
+) -> pathlib.Path:
+    """Writes `model`/`variables` in `fmt` to `out`; `onnx_options` (`frames`,
+    `dynamic_batch`, `dynamic_time`, `fold_bn`, `fp16`) go to `export_onnx`."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
+    if onnx_options and fmt != "onnx":
+        raise ValueError(f"{sorted(onnx_options)} are options of the onnx format, not {fmt}")
+    if fmt == "safetensors":
+        return export_safetensors(model, variables, out, source=source, labels=labels)
+    if fmt == "stablehlo":
+        return export_stablehlo(
+            model, variables, out, endpoint, size, bake_weights, source, labels=labels
+        )
+    if fmt == "onnx":
+        return export_onnx(
+            model, variables, out, endpoint, size=size, source=source, labels=labels,
+            **onnx_options,
+        )  # fmt: skip
+    return export_savedmodel(model, variables, out, endpoint, size, source, labels=labels)
 
 
 def export(
@@ -288,28 +449,17 @@ def export(
     size: int = 224,
     bake_weights: bool = False,
     labels: str | LabelSet | None = None,
+    **onnx_options,
 ) -> pathlib.Path:
     """Loads `checkpoint` with `load_pretrained` and writes it in `fmt` to `out`; `labels` (a
-    file or shipped list name, a `LabelSet`; None: the checkpoint's own) go in the card."""
-    from i3d_jax.weights import carried_labels, describe_source, load_pretrained
-    from i3d_jax.weights.convert import check_i3d
-
+    file or shipped list name, a `LabelSet`; None: the checkpoint's own) go in the card;
+    `onnx_options` as `write` takes them."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
-    model, variables = load_pretrained(checkpoint)
-    check_i3d(model, checkpoint)
-    if labels is None:
-        labels = carried_labels(checkpoint, model.num_classes)
-    elif not isinstance(labels, LabelSet):
-        labels = label_lists.load(labels, model.num_classes)
-    source = describe_source(checkpoint)
-    if fmt == "safetensors":
-        return export_safetensors(model, variables, out, source=source, labels=labels)
-    if fmt == "stablehlo":
-        return export_stablehlo(
-            model, variables, out, endpoint, size, bake_weights, source, labels=labels
-        )
-    return export_savedmodel(model, variables, out, endpoint, size, source, labels=labels)
+    model, variables, labels, source = load(checkpoint, labels)
+    return write(
+        fmt, model, variables, out, endpoint, size, bake_weights, source, labels, **onnx_options
+    )
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -327,6 +477,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="class names for the card: a file (one per line) or a shipped list (kinetics400, "
         "kinetics600); default: the checkpoint's own (a workdir's dataset classes)",
     )
+    onnx = parser.add_argument_group("onnx")
+    onnx.add_argument("--frames", type=int, default=64, help="onnx: the clip length T of the input")
+    onnx.add_argument("--dynamic_batch", action="store_true", help="onnx: a symbolic batch axis")
+    onnx.add_argument(
+        "--dynamic_time",
+        action="store_true",
+        help="onnx: a symbolic time axis (clips of a multiple of the schedule's time stride)",
+    )
+    onnx.add_argument(
+        "--fold_bn", action="store_true", help="onnx: BatchNorm folded into the conv biases"
+    )
+    onnx.add_argument(
+        "--fp16",
+        action="store_true",
+        help="onnx: float16 weights and compute (BatchNorm folded), float32 logits",
+    )
     return parser.parse_args(argv)
 
 
@@ -337,6 +503,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _export(args: argparse.Namespace) -> int:
     with cli.before_work():
         check_out(args.format, args.out)
+        given = [f"--{f}" for f in ONNX_FLAGS if getattr(args, f)]
+        if given and args.format != "onnx":
+            raise cli.UsageError(f"{', '.join(given)}: options of --format onnx only")
         if args.labels is not None:
             label_lists.resolve(args.labels)  # a missing file is an argument error
         if args.format == "savedmodel" and importlib.util.find_spec("tensorflow") is None:
@@ -344,8 +513,19 @@ def _export(args: argparse.Namespace) -> int:
                 "--format savedmodel needs TensorFlow (pip install tensorflow), which is optional "
                 "and not installed; --format stablehlo gives a portable program without it"
             )
-    path = export(args.checkpoint, args.format, args.out, args.endpoint, args.size,
-                  args.bake_weights, args.labels)  # fmt: skip
+        if args.format == "onnx" and importlib.util.find_spec("onnx") is None:
+            raise cli.UsageError(ONNX_NEEDS)
+        model, variables, labels, source = load(args.checkpoint, args.labels)
+        onnx_options = {}
+        if args.format == "onnx":
+            from i3d_jax.weights import onnx_graph
+
+            onnx_graph.check_options(
+                model, args.frames, args.size, args.endpoint, args.dynamic_time
+            )
+            onnx_options = {"frames": args.frames, **{f: getattr(args, f) for f in ONNX_FLAGS}}
+    path = write(args.format, model, variables, args.out, args.endpoint, args.size,
+                 args.bake_weights, source, labels, **onnx_options)  # fmt: skip
     print(f"wrote {path} ({args.format})")
     return 0
 
