@@ -3,6 +3,7 @@ actions skipped, the per-frame targets of training clips and eval views after fp
 looping, and old datasets without intervals."""
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -18,23 +19,26 @@ TRAIN_ROWS = [
     ("id", "subject", "scene", "actions", "length"),
     # overlapping intervals: c000 on frames 0..10 (<= 0.40 s), c001 on frames 8..15 (0.3-0.62 s)
     ("AAA01", "s1", "Kitchen", "c000 0.00 0.40;c001 0.30 0.62", "1.00"),
-    ("BBB02", "s2", "Hall", "c002 0.10 0.50;c009 0.1 0.2;c001 4.0 6.0", "0.90"),  # 2 bad actions
+    ("BBB02", "s2", "Hall", "c002 0.10 0.50;c009 0.1 0.2;c001 4.0 6.0", "1.00"),  # 2 bad actions
     ("BAD03", "s3", "Hall", "c000 1.0", "1.00"),  # malformed: skipped row
-    ("NEG04", "s4", "Hall", "", "0.60"),  # no actions: a video of negatives
+    ("NEG04", "s4", "Hall", "", "1.00"),  # no actions: a video of negatives
     ("LEN05", "s5", "Hall", "c000 0.1 0.2", "soon"),  # malformed length: skipped row
     ("GONE6", "s6", "Hall", "c001 0.0 1.0", "3.0"),  # no such video file: skipped at build
 ]
 TEST_ROWS = [("id", "actions", "length"), ("CCC07", "c001 0.20 0.50;c002 0.40 0.80", "1.00")]
 
 
-def native_frames(n: int, h: int = 20, w: int = 24) -> np.ndarray:
+def native_frames(n: int, tint: int = 0, h: int = 20, w: int = 24) -> np.ndarray:
+    """Green and blue give the native frame index; red, `tint`, tells the videos apart."""
     levels = LEVEL * (np.arange(n) + 1)
-    return np.broadcast_to(levels[:, None, None, None], (n, h, w, 3)).astype(np.uint8).copy()
+    out = np.broadcast_to(levels[:, None, None, None], (n, h, w, 3)).astype(np.uint8).copy()
+    out[..., 0] = tint
+    return out
 
 
 def native_index(frames: np.ndarray) -> np.ndarray:
-    """The native frame each decoded frame shows (from its brightness)."""
-    return np.rint(frames.reshape(len(frames), -1).mean(1) / LEVEL - 1).astype(int)
+    """The native frame each decoded frame shows (from its green and blue)."""
+    return np.rint(frames[..., 1:].reshape(len(frames), -1).mean(1) / LEVEL - 1).astype(int)
 
 
 def write_csv(path, rows) -> None:
@@ -44,11 +48,12 @@ def write_csv(path, rows) -> None:
 
 @pytest.fixture(scope="module")
 def charades_set(tmp_path_factory):
-    """A Charades-format source (3 classes, train and test CSVs, videos in sub-folders) and its
-    video_folder dataset built at 25 fps: `(root, data_dir, builder)`."""
+    """A Charades-format source (3 classes, train and test CSVs, videos of 1 s at 30 fps in
+    sub-folders) and its video_folder dataset built at 25 fps: `(root, data_dir, builder)`."""
     root = tmp_path_factory.mktemp("charades_src")
-    for vid, n in (("AAA01", 30), ("BBB02", 27), ("NEG04", 18), ("CCC07", 30)):
-        write_video(root / "videos" / vid[:1] / f"{vid}.mp4", native_frames(n), fps=NATIVE_FPS)
+    for i, (vid, n) in enumerate((("AAA01", 30), ("BBB02", 30), ("NEG04", 30), ("CCC07", 30))):
+        frames = native_frames(n, tint=40 + 60 * i)
+        write_video(root / "videos" / vid[:1] / f"{vid}.mp4", frames, fps=NATIVE_FPS)
     (root / "Charades_v1_classes.txt").write_text(CLASSES)
     write_csv(root / "Charades_v1_train.csv", TRAIN_ROWS)
     write_csv(root / "Charades_v1_test.csv", TEST_ROWS)
@@ -176,3 +181,55 @@ def test_a_dataset_without_intervals_reads_as_before_and_is_refused_by_name(tmp_
     assert not info.actions and schema.ACTIONS not in src[0] and len(src[0]["video"]) == 4
     with pytest.raises(multilabel.UsageError, match="has no action intervals"):
         multilabel.check_actions(info)
+
+
+def test_a_multilabel_run_trains_on_the_charades_dataset_and_eval_writes_map(
+    charades_set, tmp_path
+):
+    """train.py's and eval.py's units on the built dataset (the `micro` stand-in network)."""
+    import jax
+    from multihost_worker import micro_config
+    from sklearn.metrics import average_precision_score
+
+    from i3d_jax import sharding
+    from i3d_jax.training import evaluate, loop
+    from i3d_jax.training.tasks import multilabel
+
+    _, data_dir, _ = charades_set
+    c = micro_config(num_train_steps=4, batch_size=2, **{"input.clip_length": 16})
+    c.task = "multilabel"
+    c.dataset.name, c.dataset.builder_config = "video_folder", "rgb"
+    c.dataset.data_dir, c.dataset.eval_split = str(data_dir), "train"  # 3 videos, 3 classes
+    c.model.num_classes, c.eval.max_frames = 3, 32
+    mesh = sharding.make_mesh(devices=jax.devices()[:1])
+    out = loop.train_and_evaluate(c, tmp_path / "run", mesh=mesh)
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "run/metrics.jsonl").open()
+              if '"loss"' in line]  # fmt: skip
+    assert len(losses) == 4 and all(0.3 < v < 1.5 for v in losses)  # BCEs near log 2
+    assert json.loads((tmp_path / "run/data.json").read_text())["multilabel"] is True
+    res = evaluate.evaluate(c, tmp_path / "run")
+    saved = json.loads((tmp_path / "run/eval/results.json").read_text())
+    assert saved["video_mAP"] == res["video_mAP"] == out["eval"]["video_mAP"]
+    assert (saved["classes_with_positives"], saved["num_videos"], saved["videos_trimmed"]) == (
+        3,
+        3,
+        0,
+    )
+    assert set(saved["per_class_ap"]) == {"c000", "c001", "c002"}
+    assert (tmp_path / "run/eval/per_class_ap.json").is_file()
+    # the same numbers from the predictions, with sklearn's AP
+    task = multilabel.MultiLabelVideo(c)
+    data = task.data()
+    model = task.build_model()
+    variables, _ = evaluate.load_variables(task, data, tmp_path / "run", model, mesh)
+    preds = task.predict(model, variables, mesh, data.eval, data.info)
+    rows = sorted(tuple(r) for r in preds["video_targets"].tolist())
+    assert rows == [(0, 0, 0), (0, 0, 1), (1, 1, 0)]  # NEG04, BBB02, AAA01
+    want = [average_precision_score(preds["video_targets"][:, k], preds["video_scores"][:, k])
+            for k in range(3)]  # fmt: skip
+    assert saved["video_mAP"] == pytest.approx(np.mean(want), rel=1e-6)
+    frame_t = preds["frame_targets"].reshape(-1, 3)
+    frame_s = preds["frame_scores"].reshape(-1, 3)
+    want = [average_precision_score(frame_t[:, k], frame_s[:, k]) for k in range(3)]
+    assert saved["frame_mAP"] == pytest.approx(np.mean(want), rel=1e-6)
+    assert frame_t.sum(0).tolist() == [11, 8, 10]  # AAA01's c000 and c001, BBB02's c002
