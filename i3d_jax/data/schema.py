@@ -139,11 +139,12 @@ def stored_features_have(data_dir, key: str) -> bool | None:
     when nothing is built there (a builder then decides from its own arguments)."""
     import json
 
-    path = os.path.join(os.fspath(data_dir), "features.json")
-    if not os.path.isfile(path):
+    from etils import epath
+
+    path = epath.Path(data_dir) / "features.json"  # gs:// too, as TFDS reads it
+    if not path.exists():
         return None
-    with open(path) as f:
-        stored = json.load(f)
+    stored = json.loads(path.read_text())
     features = stored.get("featuresDict", {}).get("features", {})
     return key in features
 

@@ -425,7 +425,7 @@ class VideoFolder(schema.VideoDatasetBuilder):
         the dataset on disk has them."""
         if self._charades_csv is not None:
             return True
-        return bool(schema.stored_features_have(self._data_dir, schema.ACTIONS))
+        return bool(schema.stored_features_have(self.data_dir, schema.ACTIONS))
 
     @property
     def _is_flow(self) -> bool:
