@@ -27,7 +27,8 @@ if str(ROOT) not in sys.path:
 
 
 class Micro(nn.Module):
-    """[B, T, H, W, C] -> (logits, {"Logits": logits}); BatchNorm honours `bn_axis_name`."""
+    """[B, T, H, W, C] -> (logits, {"Logits": logits, "Logits_per_time" [B, T', K]}); BatchNorm
+    honours `bn_axis_name`."""
 
     num_classes: int = 4
     schedule: Any = "paper"
@@ -48,10 +49,14 @@ class Micro(nn.Module):
             use_running_average=not train, momentum=self.bn_momentum, epsilon=1e-3, use_scale=False,
             axis_name=self.bn_axis_name, dtype=self.dtype, param_dtype=self.param_dtype,
         )(x)  # fmt: skip
-        x = nn.relu(x).mean(axis=(1, 2, 3))
+        h = nn.relu(x)
+        x = h.mean(axis=(1, 2, 3))
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-        logits = nn.Dense(self.num_classes, dtype=jnp.float32, name="Logits")(x.astype(jnp.float32))
-        return logits, {"Logits": logits}
+        dense = nn.Dense(self.num_classes, dtype=jnp.float32, name="Logits")
+        logits = dense(x.astype(jnp.float32))
+        # Per time step (the multilabel task's output): the same dense layer on each step.
+        per_time = nn.Dropout(self.dropout_rate, deterministic=not train)(h.mean(axis=(2, 3)))
+        return logits, {"Logits": logits, "Logits_per_time": dense(per_time.astype(jnp.float32))}
 
 
 def install_micro() -> None:

@@ -110,6 +110,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--strict", action="store_true", help="fail on the first bad video file")
     g = p.add_argument_group("video_folder")
     g.add_argument("--csv", action="append", help="Kinetics-style CSV (repeatable)")
+    g.add_argument(
+        "--charades_csv",
+        action="append",
+        help="Charades-format CSV (id,...,actions,length; split from its name; repeatable): "
+        "multi-label videos with action intervals",
+    )
     g.add_argument("--fps", type=_none_or(float), default=25.0, help="frame rate; none: native")
     g.add_argument("--short_side", type=_none_or(int), default=256, help="pixels; none: keep")
     g.add_argument(
@@ -187,6 +193,7 @@ def _video_folder_kwargs(args: argparse.Namespace) -> dict:
         data_dir=args.data_dir,
         folder=args.manual_dir,
         csv=args.csv,
+        charades_csv=args.charades_csv,
         fps=args.fps,
         short_side=args.short_side,
         max_frames=args.max_frames,

@@ -12,6 +12,11 @@ Output (one host batch, numpy):
   flow is float32 in [-1, 1] already (its x channel must change sign under a flip).
 - eval: the same keys plus `mask` (1.0 real / 0.0 padding), `view` (clip x crop index) and
   `video_id` (str; host-only, not sent to devices).
+- multi-label (`multilabel_classes=K > 0`; examples with `actions`, see `i3d_jax.data.actions`):
+  also `targets` float32 `[B, L, K]`, the multi-hot classes of every frame of the clip at that
+  frame's time in the video (`index / fps` of the stored frame it shows: a looped clip's targets
+  loop with its frames); eval adds `video_targets` `[B, K]` (every class of the video) and
+  `total_frames` (the video's length; `num_frames` is what the view shows of it).
 
 Eval protocols (`EvalSpec.protocol`):
 
@@ -48,7 +53,7 @@ import numpy as np
 from i3d_jax import clips, preprocess
 from i3d_jax.cli import UsageError
 from i3d_jax.cli import message as cli_message
-from i3d_jax.data import schema
+from i3d_jax.data import actions, schema
 
 RGB, FLOW = "rgb", "flow"
 
@@ -64,6 +69,7 @@ class TrainSpec:
     scale_jitter: tuple[float, float] | None = None  # crop side as a fraction of min(H, W)
     modality: str = RGB
     flow_scale: float = preprocess.FLOW_BOUND  # dataset metadata `flow_scale`, flow only
+    multilabel_classes: int = 0  # > 0: per-frame multi-hot `targets` of this many classes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +84,7 @@ class EvalSpec:
     num_crops: int = 1  # "multiview": 1 or 3
     modality: str = RGB
     flow_scale: float = preprocess.FLOW_BOUND
+    multilabel_classes: int = 0  # > 0: `targets` per frame and `video_targets` ("whole" only)
 
 
 # ----------------------------------------------------------------------------- pixel helpers
@@ -208,11 +215,14 @@ class TrainTransform(grain.transforms.RandomMap):
         clip = _finish(clip, s.modality, s.flow_scale)
         if s.flip and rng.random() < 0.5:
             clip = flip_clip(clip, s.modality)
-        return {
+        out = {
             "video": clip,
             "label": np.int32(example[schema.LABEL]),
             "index": np.int32(index),
         }
+        if s.multilabel_classes:
+            out["targets"] = actions.frame_targets(example, idx, s.multilabel_classes)
+        return out
 
 
 def crop_offsets(h: int, w: int, size: int, num_crops: int) -> list[tuple[int, int]]:
@@ -246,7 +256,7 @@ class EvalTransform(grain.transforms.Map):
             top, left = crop_offsets(h, w, s.crop_size, s.num_crops)[crop_i]
             used = min(n, s.clip_length)
         clip = _frames(example, idx, (top, left, s.crop_size, s.crop_size), s.modality)
-        return {
+        out = {
             "video": _finish(clip, s.modality, s.flow_scale),
             "label": np.int32(example[schema.LABEL]),
             "index": np.int32(index),
@@ -255,6 +265,11 @@ class EvalTransform(grain.transforms.Map):
             "mask": np.float32(1.0 if real else 0.0),
             "video_id": vid,
         }
+        if s.multilabel_classes:
+            out["targets"] = actions.frame_targets(example, idx, s.multilabel_classes)
+            out["video_targets"] = actions.video_targets(example, s.multilabel_classes)
+            out["total_frames"] = np.int32(n)  # > max_frames: the video was trimmed
+        return out
 
 
 # ----------------------------------------------------------------------------- datasets
@@ -423,6 +438,7 @@ class SourceInfo:
     name: str = ""
     short_side: int | None = None  # the frames' smaller side as the dataset records it (pixels)
     splits: tuple[str, ...] = ()  # the splits the dataset has (empty: unknown)
+    actions: bool = False  # its examples carry action intervals (multi-label datasets)
 
 
 class DatasetError(UsageError):
@@ -483,6 +499,7 @@ def load_source(dataset_cfg: Any, split: str, build: bool = True) -> tuple[Any, 
         name=f"{name}/{builder.builder_config.name if builder.builder_config else ''}",
         short_side=_recorded_short_side(meta),
         splits=tuple(builder.info.splits),
+        actions=schema.ACTIONS in builder.info.features,
     )
     return src, info
 
@@ -492,15 +509,19 @@ def _in_memory(dataset_cfg: Any, split: str) -> tuple[Any, SourceInfo]:
 
     cfg_name = dataset_cfg.builder_config or "default"
     bc = next(c for c in sm.SyntheticMotion.BUILDER_CONFIGS if c.name == cfg_name)
-    videos, labels = sm.generate_dataset(bc, "train" if split == "train" else "validation")
-    src = InMemorySource(
-        [
-            {"video": v, "label": int(y), "video_id": f"{split}_{i:06d}"}
-            for i, (v, y) in enumerate(zip(videos, labels, strict=True))
-        ]
-    )
+    which = "train" if split == "train" else "validation"
+    if bc.task == "multilabel":  # examples with their action intervals
+        src = InMemorySource(sm.multilabel_examples(bc, which))
+    else:
+        videos, labels = sm.generate_dataset(bc, which)
+        src = InMemorySource(
+            [
+                {"video": v, "label": int(y), "video_id": f"{split}_{i:06d}"}
+                for i, (v, y) in enumerate(zip(videos, labels, strict=True))
+            ]
+        )
     info = SourceInfo(sm.class_names(bc), name=f"synthetic_motion/{bc.name}", short_side=bc.size,
-                      splits=("train", "validation"))  # fmt: skip
+                      splits=("train", "validation"), actions=bc.task == "multilabel")  # fmt: skip
     return src, info
 
 

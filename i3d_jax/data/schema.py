@@ -15,6 +15,14 @@ key             feature                                                 value
 ``width``       ``int32``                                               width of the source video
 ==============  ======================================================  =========================
 
+Multi-label datasets (``video_folder`` built from Charades CSVs, ``synthetic_motion/multilabel``)
+also have ``actions``: ``Sequence({"label": int32, "start": float32, "end": float32})``, the
+video's action intervals (class index, seconds from the video's start; a frame at time ``t`` shows
+action ``a`` when ``start <= t <= end``, see :mod:`i3d_jax.data.actions`). Its ``label`` is then
+the class of the earliest action (-1 for a video without any). Datasets built without intervals
+lack the feature and read as before; :data:`ANNOTATIONS_KEY` in the metadata says what the
+intervals' source held (rows, skipped rows and actions, class descriptions).
+
 ``height``/``width`` are the source's upright size (a video stored rotated, with a display matrix,
 is decoded upright; ``video_folder`` lists such videos in the metadata under :data:`ROTATED_KEY`).
 
@@ -59,6 +67,7 @@ FPS = "fps"
 NUM_FRAMES = "num_frames"
 HEIGHT = "height"
 WIDTH = "width"
+ACTIONS = "actions"  # multi-label datasets only: {"label", "start", "end"} per action
 
 #: Dataset-level metadata keys (``builder.info.metadata``).
 FLOW_SCALE_KEY = "flow_scale"
@@ -69,6 +78,10 @@ SOURCE_KEY = "source"  # video_folder: the fingerprint of the source folder and 
 #: ``{"count": n, "files": [{"split", "path", "video_id", "rotation"}, ...]}`` (degrees
 #: counter-clockwise, as `i3d_jax.preprocess.video_info` reports them).
 ROTATED_KEY = "rotated"
+#: Multi-label datasets: where the action intervals came from and what was skipped, e.g.
+#: ``{"format": "charades", "rows", "videos", "actions", "bad_rows", "bad_actions", "problems":
+#: [{"csv", "line", "id", "reason"}, ...], "class_descriptions": {name: text}}``.
+ANNOTATIONS_KEY = "annotations"
 
 
 #: ``builder.as_data_source(split, deserialize_method=RAW_DESERIALIZE)`` on an i3d_jax builder keeps
@@ -80,9 +93,10 @@ JPEG_QUALITY = 90
 
 
 def video_features(
-    class_names: Sequence[str] | None, *, flow: bool = False
+    class_names: Sequence[str] | None, *, flow: bool = False, actions: bool = False
 ) -> tfds.features.FeaturesDict:
-    """The feature dict of every builder; `flow=True` stores PNG frames instead of JPEG.
+    """The feature dict of every builder; `flow=True` stores PNG frames instead of JPEG;
+    `actions=True` adds the action intervals of multi-label datasets (:data:`ACTIONS`).
 
     `class_names=None` leaves the label names open: TFDS restores them from the built dataset's
     ``label.labels.txt`` (for builders that learn their classes only while building).
@@ -93,8 +107,10 @@ def video_features(
         else tfds.features.ClassLabel(names=list(class_names))
     )
     image = tfds.features.Image(shape=(None, None, 3), encoding_format="png" if flow else "jpeg")
+    extra = {ACTIONS: actions_feature()} if actions else {}
     return tfds.features.FeaturesDict(
         {
+            **extra,
             VIDEO: tfds.features.Sequence(image),
             LABEL: label,
             VIDEO_ID: tfds.features.Text(),
@@ -105,6 +121,32 @@ def video_features(
             WIDTH: tfds.features.Scalar(dtype=np.int32),
         }
     )
+
+
+def actions_feature() -> tfds.features.Sequence:
+    """The :data:`ACTIONS` feature: one ``{"label", "start", "end"}`` per action interval."""
+    return tfds.features.Sequence(
+        {
+            "label": tfds.features.Scalar(dtype=np.int32),
+            "start": tfds.features.Scalar(dtype=np.float32),
+            "end": tfds.features.Scalar(dtype=np.float32),
+        }
+    )
+
+
+def stored_features_have(data_dir, key: str) -> bool | None:
+    """Whether the dataset built in `data_dir` (its ``features.json``) has feature `key`; None
+    when nothing is built there (a builder then decides from its own arguments)."""
+    import json
+
+    from etils import epath
+
+    path = epath.Path(data_dir) / "features.json"  # gs:// too, as TFDS reads it
+    if not path.exists():
+        return None
+    stored = json.loads(path.read_text())
+    features = stored.get("featuresDict", {}).get("features", {})
+    return key in features
 
 
 def encode_jpeg_frames(
@@ -198,6 +240,12 @@ def example_to_numpy(example: dict) -> dict:
             out[key] = np.float32(value)
         elif key in (LABEL, NUM_FRAMES, HEIGHT, WIDTH):
             out[key] = int(value)
+        elif key == ACTIONS:
+            out[key] = {
+                "label": np.asarray(value["label"], np.int32),
+                "start": np.asarray(value["start"], np.float32),
+                "end": np.asarray(value["end"], np.float32),
+            }
         else:
             out[key] = value
     return out

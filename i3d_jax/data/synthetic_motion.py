@@ -51,6 +51,11 @@ documents it): ``camouflage`` (RGB) and ``camouflage_flow`` (its TV-L1 flow, PNG
 single RGB frame, absent from the luma the flow is computed on) x direction of a disc camouflaged
 in a texture (no single frame shows it; the flow does). ``modality="flow"`` builds any task's flow.
 
+One builder config is the multi-label task (:mod:`i3d_jax.data.synthetic_multilabel` documents
+it): ``multilabel``, 64-frame videos of 32x32 where up to 4 discs, one per class (its direction of
+travel), appear and disappear at random times and overlap; the examples carry their action
+intervals (``actions``, see :mod:`i3d_jax.data.schema`) and ``label`` is the earliest action.
+
 Use it through TFDS (no TensorFlow needed)::
 
     from i3d_jax.data.synthetic_motion import SyntheticMotion
@@ -68,7 +73,7 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
-from i3d_jax.data import schema, synthetic_camouflage, synthetic_long
+from i3d_jax.data import schema, synthetic_camouflage, synthetic_long, synthetic_multilabel
 
 CLASS_NAMES = (
     "right",
@@ -84,7 +89,7 @@ FAST_SMALL_NAMES = tuple(
     f"{d}_{v}" for d in ("right", "left", "down", "up") for v in ("slow", "fast")
 )
 REVERSE_NAMES = ("one_way", "reverse")
-TASKS = ("motion", "fast_small", "reverse") + synthetic_long.TASKS + ("camouflage",)
+TASKS = ("motion", "fast_small", "reverse") + synthetic_long.TASKS + ("camouflage", "multilabel")
 MODALITIES = ("rgb", "flow")
 _AXES = ((1.0, 0.0), (-1.0, 0.0), (0.0, 1.0), (0.0, -1.0))
 # Unit motion per class: (dx, dy, dtheta) with dtheta in units of the rotation speed. Image y points
@@ -117,12 +122,14 @@ class SyntheticMotionConfig(tfds.core.BuilderConfig):
       speed: translation speed in pixels per frame at ``size=32`` (scaled with `size`).
       rotation_deg: rotation speed in degrees per frame.
       noise: standard deviation of the added pixel noise (uint8 units).
-      task: "motion" (the shapes above), "fast_small" or "reverse" (see the module docstring).
+      task: "motion" (the shapes above), "fast_small", "reverse", "long_range(_events)",
+        "camouflage" or "multilabel" (see the module docstring).
       speeds: fast_small: the slow and fast speeds in pixels per frame at ``size=32``.
       radius: fast_small and reverse: the disc's radius in pixels at ``size=32``.
       gap: reverse: frames the disc is hidden around the middle; long_range: the fewest still
         frames between the two events.
-      event_frames: long_range(_events): frames of each motion event.
+      event_frames: long_range(_events): frames of each motion event; multilabel: the
+        shortest action.
       modality: "rgb" (JPEG frames) or "flow" (TV-L1 flow of the same videos, quantised, PNG).
       flow_preset: flow: the `i3d_jax.flow.PRESETS` parameters the JAX TV-L1 runs with.
     """
@@ -203,6 +210,11 @@ def generate_dataset(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Videos of a split in memory: uint8 `[N, T, size, size, 3]` and int32 labels `[N]`."""
     _check_config(config)
+    if config.task == "multilabel":
+        raise ValueError(
+            "synthetic_motion: the multilabel task's videos have several labels each; use "
+            "multilabel_examples"
+        )
     if config.modality != "rgb":
         raise ValueError(
             f"synthetic_motion: {config.name!r} is a {config.modality} config; in memory only RGB "
@@ -217,12 +229,29 @@ def generate_dataset(
     return videos, labels
 
 
+def multilabel_examples(
+    config: SyntheticMotionConfig, split: str = "train", num: int | None = None
+) -> list[dict]:
+    """The multilabel task's examples of a split in memory: dicts with uint8 ``video`` `[T, size,
+    size, 3]`, ``label`` (the earliest action), ``video_id``, ``fps`` and ``actions``."""
+    _check_config(config)
+    if num is None:
+        num = config.num_train if split == "train" else config.num_validation
+    return [
+        synthetic_multilabel.example(example_rng(config.seed, split, i), config, f"{split}_{i:06d}")
+        for i in range(num)
+    ]
+
+
 def class_names(config: SyntheticMotionConfig) -> tuple[str, ...]:
     """The label names of a config (its task's table, first `num_classes` of them)."""
     table = {"fast_small": FAST_SMALL_NAMES, "reverse": REVERSE_NAMES, **synthetic_long.NAMES}.get(
         config.task, CLASS_NAMES
     )
     table = synthetic_camouflage.CLASS_NAMES if config.task == "camouflage" else table
+    table = (
+        CLASS_NAMES[: synthetic_multilabel.MOST_CLASSES] if config.task == "multilabel" else table
+    )
     return table[: config.num_classes]
 
 
@@ -302,7 +331,7 @@ def _config_dict(config: SyntheticMotionConfig) -> dict:
     if config.task != "motion":  # the motion task's metadata stays as it was
         out.update(task=config.task, speeds=list(config.speeds), radius=config.radius)
         out["gap"] = config.gap
-    if config.task in synthetic_long.TASKS:
+    if config.task in synthetic_long.TASKS + ("multilabel",):
         out["event_frames"] = config.event_frames
     if config.modality != "rgb":  # rgb configs' metadata stays as it was
         out.update(modality=config.modality, flow_preset=config.flow_preset)
@@ -331,6 +360,13 @@ def _check_config(config: SyntheticMotionConfig) -> None:
         synthetic_camouflage.flow_settings(config.flow_preset)  # a known preset
     if config.task == "long_range":
         synthetic_long.check_long(config.num_frames, config.event_frames, config.gap)
+    if config.task == "multilabel" and not 1 <= config.event_frames <= config.num_frames:
+        raise ValueError(
+            f"synthetic_motion: multilabel needs 1 <= event_frames <= num_frames, got "
+            f"event_frames={config.event_frames}, num_frames={config.num_frames}"
+        )
+    if config.task == "multilabel" and config.modality != "rgb":
+        raise ValueError("synthetic_motion: the multilabel task is RGB only")
     if config.num_frames < 2 or config.size < 8:
         raise ValueError(
             "synthetic_motion: need num_frames >= 2 and size >= 8, "
@@ -427,6 +463,20 @@ class SyntheticMotion(schema.VideoDatasetBuilder):
                 ("_flow", ", as TV-L1 flow (JAX, 'fast' preset)", "flow"),
             )
         ),
+        SyntheticMotionConfig(
+            name="multilabel",
+            description="Multi-label task: up to 4 discs (one per direction of travel) appear and "
+            "disappear at random times and overlap; 64 frames of 32x32 with action intervals "
+            "(i3d_jax.data.synthetic_multilabel).",
+            task="multilabel",
+            num_classes=4,
+            num_frames=64,
+            num_train=800,
+            num_validation=200,
+            speed=1.5,
+            radius=2.5,
+            event_frames=12,
+        ),
     ]
     DEFAULT_CONFIG_NAME = "default"
 
@@ -436,7 +486,11 @@ class SyntheticMotion(schema.VideoDatasetBuilder):
         return tfds.core.DatasetInfo(
             builder=self,
             description=__doc__.split("\n\n")[0],
-            features=schema.video_features(class_names(config), flow=config.modality == "flow"),
+            features=schema.video_features(
+                class_names(config),
+                flow=config.modality == "flow",
+                actions=config.task == "multilabel",
+            ),
             supervised_keys=(schema.VIDEO, schema.LABEL),
             metadata=tfds.core.MetadataDict(
                 {schema.MODALITY_KEY: config.modality, "config": _config_dict(config)}
@@ -453,6 +507,9 @@ class SyntheticMotion(schema.VideoDatasetBuilder):
 
     def _generate_examples(self, split: str, num: int):
         config = self.builder_config
+        if config.task == "multilabel":
+            yield from self._multilabel_examples(split, num)
+            return
         labels = [i % config.num_classes for i in range(num)]
         videos = (_render_from_config(config, split, i, labels[i]) for i in range(num))
         if config.modality == "flow":
@@ -477,3 +534,17 @@ class SyntheticMotion(schema.VideoDatasetBuilder):
                     schema.WIDTH: np.int32(config.size),
                 },
             )
+
+    def _multilabel_examples(self, split: str, num: int):
+        config = self.builder_config
+        for i in self._bar(range(num), num, split):
+            ex = synthetic_multilabel.example(
+                example_rng(config.seed, split, i), config, f"{split}_{i:06d}"
+            )
+            frames = ex[schema.VIDEO]
+            encoded = schema.encode_jpeg_frames(frames, quality=95, subsampling=0)
+            ex.update({
+                schema.VIDEO: encoded, schema.PATH: "", schema.NUM_FRAMES: np.int32(len(encoded)),
+                schema.HEIGHT: np.int32(config.size), schema.WIDTH: np.int32(config.size),
+            })  # fmt: skip
+            yield i, ex

@@ -152,6 +152,8 @@ def entry_digest(entry: VideoEntry, decode_settings: str) -> str:
         f"{entry.split}|{entry.label}|{entry.video_id}|{stat}|{entry.start}|{entry.end}|"
         f"{decode_settings}"
     )
+    if entry.actions is not None:  # a changed annotation is never served from the work files
+        text += f"|actions {entry.actions}"
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
@@ -264,6 +266,8 @@ def _save_example(path: epath.Path, example: dict) -> None:
     offsets = np.cumsum([0] + [len(f) for f in frames], dtype=np.int64)
     meta = {k: example[k].item() if hasattr(example[k], "item") else example[k]
             for k in _META_KEYS}  # fmt: skip
+    if schema.ACTIONS in example:
+        meta[schema.ACTIONS] = example[schema.ACTIONS]
     buf = io.BytesIO()
     np.savez(
         buf,
@@ -282,7 +286,9 @@ def _load_example(path: epath.Path) -> dict | None:
     except (OSError, ValueError, KeyError):
         return None  # unreadable: the video is built again
     frames = [blob[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+    extra = {schema.ACTIONS: meta[schema.ACTIONS]} if schema.ACTIONS in meta else {}
     return {
+        **extra,
         schema.LABEL: meta[schema.LABEL],
         schema.VIDEO_ID: meta[schema.VIDEO_ID],
         schema.PATH: meta[schema.PATH],

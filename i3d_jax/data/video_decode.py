@@ -8,7 +8,7 @@ import os
 import numpy as np
 
 from i3d_jax import preprocess
-from i3d_jax.data import schema
+from i3d_jax.data import actions, schema
 from i3d_jax.data.video_scan import VideoEntry
 
 
@@ -57,6 +57,8 @@ def decode_entry(entry: VideoEntry, options: DecodeOptions) -> tuple[np.ndarray,
         schema.HEIGHT: np.int32(info["height"] or frames.shape[1]),
         schema.WIDTH: np.int32(info["width"] or frames.shape[2]),
     }
+    if entry.actions is not None:  # a multi-label video: its action intervals
+        example[schema.ACTIONS] = actions.as_feature(entry.actions)
     return frames, example, int(info["rotation"] or 0)
 
 

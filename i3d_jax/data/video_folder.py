@@ -17,6 +17,16 @@ Kinetics-style CSV
     ``[time_start, time_end)`` seconds are kept). The classes are the sorted labels.
     ``video_id`` is ``<youtube_id>_<time_start:06d>_<time_end:06d>``.
 
+Charades CSV (multi-label, untrimmed)
+    ``charades_csv=`` paths (``--charades_csv``) of Charades-format CSVs (``id,...,actions,
+    length``; the split from the file name, ``Charades_v1_train.csv`` -> ``train``), videos
+    ``<id>.<ext>`` anywhere under ``root``, the classes from ``Charades_v1_classes.txt`` beside
+    the CSV or in ``root`` (see :mod:`i3d_jax.data.charades`). Each example also stores its
+    action intervals (``actions``, see :mod:`i3d_jax.data.schema`); ``label`` is the class of its
+    earliest action (-1: none). Malformed rows, unknown classes and intervals outside the video
+    are skipped with a warning naming the row and counted in ``info.metadata["annotations"]``
+    (``strict=True`` raises instead). ``video_id`` is the Charades id.
+
 Video extensions: see `VIDEO_EXTENSIONS`. Frames are decoded with :func:`i3d_jax.preprocess.load_video`
 (``fps``, ``short_side``, ``max_frames`` builder options; defaults 25 fps, smaller side 256).
 
@@ -71,7 +81,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from i3d_jax import preprocess
-from i3d_jax.data import schema
+from i3d_jax.data import charades, schema
 from i3d_jax.data.video_decode import (  # noqa: F401 (re-exported)
     BAD_VIDEO_ERRORS,
     DecodeOptions,
@@ -180,7 +190,8 @@ class VideoFolder(schema.VideoDatasetBuilder):
     DEFAULT_CONFIG_NAME = "rgb"
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "Put videos in <manual_dir>/<split>/<class>/<video>, or Kinetics-style CSV files "
-        "(label,youtube_id,time_start,time_end,split) in <manual_dir> beside the video files."
+        "(label,youtube_id,time_start,time_end,split) in <manual_dir> beside the video files, "
+        "or pass Charades CSVs (charades_csv=, --charades_csv) for videos <id>.mp4 under it."
     )
 
     def __init__(
@@ -188,6 +199,7 @@ class VideoFolder(schema.VideoDatasetBuilder):
         *,
         folder=None,
         csv=None,
+        charades_csv=None,
         fps: float | None = 25.0,
         short_side: int | None = 256,
         max_frames: int | None = None,
@@ -206,6 +218,8 @@ class VideoFolder(schema.VideoDatasetBuilder):
         Args:
           folder: the source folder (default: TFDS's ``manual_dir``). Not needed to read.
           csv: CSV file(s) to use instead of the ``*.csv`` files in ``root``.
+          charades_csv: Charades-format CSV file(s) (multi-label videos with action intervals,
+            module docstring); not with `csv`. Not needed to read a built dataset.
           fps, short_side, max_frames: passed to `preprocess.load_video`.
           strict: raise on the first bad file instead of skipping it.
           flow_bound: the flow quantisation bound in pixels (``flow`` config).
@@ -223,7 +237,14 @@ class VideoFolder(schema.VideoDatasetBuilder):
           **kwargs: `progress` and TFDS's builder arguments.
         """
         self._root = None if folder is None else pathlib.Path(folder)
+        if csv is not None and charades_csv is not None:
+            raise charades.CharadesError(
+                "video_folder: give Kinetics-style csv or charades_csv files, not both"
+            )
         self._csv = csv
+        self._charades_csv = (
+            [charades_csv] if isinstance(charades_csv, str | os.PathLike) else charades_csv
+        )
         self._fps = fps
         self._short_side = short_side
         self._max_frames = max_frames
@@ -285,7 +306,7 @@ class VideoFolder(schema.VideoDatasetBuilder):
         if root is None or not self.is_prepared():
             return None
         stored = (self.info.metadata or {}).get(SOURCE_KEY)
-        current = source_fingerprint(root, self._csv, self._settings())
+        current = source_fingerprint(root, self._listing_files(root), self._settings())
         if stored and stored.get("sha256") == current["sha256"]:
             return None
         where = f"the video_folder dataset in {self.data_dir}"
@@ -397,6 +418,21 @@ class VideoFolder(schema.VideoDatasetBuilder):
             self._beam_progress.__exit__(None, None, None)
             self._beam_progress = None
 
+    def _listing_files(self, root):
+        """The files that list the videos (hashed into the source fingerprint): the Kinetics
+        CSVs (None: ``root/*.csv``), or the Charades CSVs and the classes file they use."""
+        if self._charades_csv is None:
+            return self._csv
+        found = charades.classes_file(self._charades_csv, root)
+        return [*self._charades_csv, *([found] if found is not None else [])]
+
+    def _has_actions(self) -> bool:
+        """Whether the examples carry action intervals: built from Charades CSVs, or (reading)
+        the dataset on disk has them."""
+        if self._charades_csv is not None:
+            return True
+        return bool(schema.stored_features_have(self.data_dir, schema.ACTIONS))
+
     @property
     def _is_flow(self) -> bool:
         return self.builder_config.modality == "flow"
@@ -417,18 +453,25 @@ class VideoFolder(schema.VideoDatasetBuilder):
         return tfds.core.DatasetInfo(
             builder=self,
             description="Videos from a local folder (i3d_jax video_folder).",
-            features=schema.video_features(None, flow=self._is_flow),
+            features=schema.video_features(None, flow=self._is_flow, actions=self._has_actions()),
             supervised_keys=(schema.VIDEO, schema.LABEL),
             metadata=tfds.core.MetadataDict(metadata),
         )
 
     def _split_generators(self, dl_manager):
         root = self._root if self._root is not None else pathlib.Path(dl_manager.manual_dir)
-        entries = scan(root, self._csv)
-        self.info.metadata[SOURCE_KEY] = source_fingerprint(root, self._csv, self._settings())
+        if self._charades_csv is not None:
+            found = charades.scan(root, self._charades_csv, self._strict)
+            entries, class_names = found.entries, list(found.class_names)
+            self.info.metadata[schema.ANNOTATIONS_KEY] = found.record
+        else:
+            entries = scan(root, self._csv)
+            class_names = sorted({e.label for e in entries if e.label})
+        self.info.metadata[SOURCE_KEY] = source_fingerprint(
+            root, self._listing_files(root), self._settings()
+        )
         if self._is_flow:
             self.info.metadata[_flow_build().METADATA_KEY] = self._flow_metadata()
-        class_names = sorted({e.label for e in entries if e.label})
         label_feature = self.info.features[schema.LABEL]
         if label_feature.num_classes is None:
             label_feature.names = class_names

@@ -16,16 +16,19 @@ _SPLIT_ALIASES = {"val": "validation", "valid": "validation", "validate": "valid
 
 @dataclasses.dataclass(frozen=True)
 class VideoEntry:
-    """One video to store: where it is, its class name, split, id and optional time range."""
+    """One video to store: where it is, its class name, split, id and optional time range; a
+    multi-label video (Charades CSV) also its action intervals `(class index, start s, end s)`
+    and, as `label`, the class index of its earliest action (-1: none)."""
 
     split: str
-    label: str
+    label: str | int
     video_id: str
     path: str | None  # None: the file was not found
     start: float | None = None
     end: float | None = None
     missing_reason: str = ""
     folder: str = ""  # an unreadable folder (path None): named in the skip record
+    actions: tuple[tuple[int, float, float], ...] | None = None  # None: single-label
 
 
 def split_name(name: str) -> str:
@@ -83,13 +86,9 @@ def _unreadable(split: str, label: str, folder: pathlib.Path, error: OSError) ->
                       str(folder))  # fmt: skip
 
 
-def scan_csv(root, csv_paths=None) -> list[VideoEntry]:
-    """Entries of Kinetics-style CSV files (module docstring); missing videos have ``path=None``."""
-    root = pathlib.Path(root)
-    if csv_paths is None:
-        csv_paths = sorted(root.glob("*.csv"))
-    elif isinstance(csv_paths, str | os.PathLike):
-        csv_paths = [csv_paths]
+def video_index(root) -> tuple[dict[str, str], list[str]]:
+    """({file stem: path} of every video file anywhere under `root` (the first of a stem, in
+    walk order), the folders that could not be read)."""
     index: dict[str, str] = {}
     unreadable: list[str] = []
     for dirpath, _, files in os.walk(root, onerror=lambda e: unreadable.append(e.filename)):
@@ -97,6 +96,17 @@ def scan_csv(root, csv_paths=None) -> list[VideoEntry]:
             stem, ext = os.path.splitext(f)
             if ext.lower() in VIDEO_EXTENSIONS:
                 index.setdefault(stem, os.path.join(dirpath, f))
+    return index, unreadable
+
+
+def scan_csv(root, csv_paths=None) -> list[VideoEntry]:
+    """Entries of Kinetics-style CSV files (module docstring); missing videos have ``path=None``."""
+    root = pathlib.Path(root)
+    if csv_paths is None:
+        csv_paths = sorted(root.glob("*.csv"))
+    elif isinstance(csv_paths, str | os.PathLike):
+        csv_paths = [csv_paths]
+    index, unreadable = video_index(root)
     entries = []
     for csv_path in csv_paths:
         with open(csv_path, newline="") as fh:

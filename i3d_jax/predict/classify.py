@@ -77,9 +77,27 @@ class Classifier:
             total, steps, decoded = self._run(path, decoded, progress)
         return total / steps, decoded
 
-    def _run(self, path, frames: int, progress=None) -> tuple[np.ndarray, int, int]:
+    def per_time(self, path, progress=None) -> tuple[np.ndarray, int]:
+        """(the logits of every time step of one pass over the whole video `[steps, classes]`,
+        number of frames decoded); see `__call__`."""
+        frames = max(preprocess.expected_frames(path, self.fps), 1)
+        if progress is not None:
+            progress.reset(total=frames)
+        pieces: list[np.ndarray] = []
+        _, _, decoded = self._run(path, frames, progress, pieces)
+        if decoded != frames:
+            if progress is not None:
+                progress.reset(total=decoded)
+            pieces = []
+            _, _, decoded = self._run(path, decoded, progress, pieces)
+        return np.concatenate(pieces), decoded
+
+    def _run(
+        self, path, frames: int, progress=None, pieces: list | None = None
+    ) -> tuple[np.ndarray, int, int]:
         """(sum of per-time logits, time steps, frames decoded) of the passes planned for a
-        video of `frames` frames; when the video has another count, the sums are not used."""
+        video of `frames` frames; when the video has another count, the sums are not used.
+        `pieces`: a list that gets each pass's kept steps `[n, classes]`, in order."""
         schedule = self.model.schedule
         plan = segments.plan(schedule, max(frames, self.min_frames), self.chunk)
         stride = segments.geometry(schedule, max(frames, self.min_frames)).stride
@@ -95,6 +113,8 @@ class Classifier:
             skip = seg.start // stride
             kept = logits[seg.keep_from - skip : seg.keep_to - skip]
             total, steps = total + kept.sum(0), steps + len(kept)
+            if pieces is not None:
+                pieces.append(kept)
         return total, steps, window.count_all()
 
     def _chunks(self, path, progress=None) -> Iterator[np.ndarray]:
@@ -159,3 +179,23 @@ def top_k(logits: np.ndarray, labels: Sequence[str], k: int) -> list[dict]:
         {"label": labels[i], "index": int(i), "prob": float(probs[i]), "logit": float(logits[i])}
         for i in order
     ]
+
+
+def action_spans(
+    probs: np.ndarray, labels: Sequence[str], fps: float, threshold: float = 0.5
+) -> list[dict]:
+    """The actions of a multi-label video: per class with any frame at or above `threshold` in
+    `probs` (float `[frames, classes]`, per-frame sigmoid probabilities), its `spans` (each run of
+    such frames as `[start, end]` seconds: the times `k / fps` of its first and last frame, the
+    closed intervals of `i3d_jax.data.actions`) and `max_prob`; the most confident first."""
+    out = []
+    for k in range(probs.shape[1]):
+        above = probs[:, k] >= threshold
+        if not above.any():
+            continue
+        edges = np.diff(np.concatenate([[0], above.astype(np.int8), [0]]))
+        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
+        spans = [[float(a / fps), float(b / fps)] for a, b in zip(starts, ends, strict=True)]
+        out.append({"label": labels[k], "index": k, "max_prob": float(probs[:, k].max()),
+                    "spans": spans})  # fmt: skip
+    return sorted(out, key=lambda a: -a["max_prob"])

@@ -30,6 +30,12 @@ memory) that give exactly the one pass's logits (`i3d_jax.predict.segments`): `-
 memory and speed, never the result. Videos shorter than the schedule's minimum clip are looped
 up to it.
 
+A multi-label run (`--weights RUN` of `config.task = "multilabel"`, e.g. configs/charades_rgb.py)
+prints, per video, the actions whose per-frame probability (sigmoid of the per-frame logits,
+upsampled over time as in training) reaches `--threshold`, the most confident first, each with
+its maximum probability and time spans in seconds (first and last frame above the threshold);
+`--top` does not apply. Charades descriptions: `--labels Charades_v1_classes.txt`.
+
 An unreadable or empty video prints an error for that file and the others still run; the exit
 status is 1 if any video failed.
 """
@@ -46,7 +52,7 @@ import numpy as np
 from tqdm import tqdm
 
 from i3d_jax import cli, labels, preprocess
-from i3d_jax.predict.classify import Classifier, read_labels, top_k
+from i3d_jax.predict.classify import Classifier, action_spans, read_labels, top_k
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -62,6 +68,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--labels", default=None, help="kinetics400, kinetics600 or a file of class names"
     )
     parser.add_argument("--top", type=int, default=5, help="classes printed per video")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="multi-label runs: the per-frame probability an action's frames reach",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object per video")
     parser.add_argument("--fps", type=float, default=25.0, help="frames per second decoded")
     parser.add_argument("--short_side", type=int, default=256, help="smaller side resized to")
@@ -78,6 +90,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             parser.error(f"--{name} must be >= {low}, got {getattr(args, name)}")
     if not args.fps > 0:
         parser.error(f"--fps must be > 0, got {args.fps}")
+    if not 0 < args.threshold < 1:
+        parser.error(f"--threshold must be a probability in (0, 1), got {args.threshold}")
     if not args.weights and not args.head:
         parser.error("--weights is required (or --head)")
     if args.short_side < args.crop:
@@ -105,9 +119,11 @@ def expand_folders(paths: Sequence[str]) -> list[str]:
 
 def _predict(args: argparse.Namespace) -> int:
     from i3d_jax.weights import load_pretrained
+    from i3d_jax.weights.workdir import MULTILABEL_TASK, task_of
 
     args.videos = expand_folders(args.videos)
     with cli.before_work():
+        multilabel = task_of(args.weights) == MULTILABEL_TASK
         model, variables = load_pretrained(args.weights)
         names = read_labels(args.labels, model.num_classes, args.weights)
         classify = Classifier(
@@ -121,14 +137,18 @@ def _predict(args: argparse.Namespace) -> int:
         with tqdm(unit="frame", leave=False, file=sys.stderr, desc=pathlib.Path(path).name,
                   position=1 if len(args.videos) > 1 else 0) as frames_bar:  # fmt: skip
             try:
-                logits, frames = classify(path, frames_bar)
+                run = classify.per_time if multilabel else classify
+                logits, frames = run(path, frames_bar)
             except (OSError, ValueError) as err:  # VideoDecodeError is a ValueError
                 logits, frames = None, err
         if logits is None:
             failed += 1
             tqdm.write(f"error: {path}: {frames}", file=sys.stderr)
             continue
-        report(path, logits, names, args, frames=frames)
+        if multilabel:
+            report_actions(path, frame_probs(logits, frames, classify.min_frames), names, args)
+        else:
+            report(path, logits, names, args, frames=frames)
     return _failures(failed, len(args.videos))
 
 
@@ -150,6 +170,36 @@ def report(path, logits: np.ndarray, names: Sequence[str], args, **counts: int) 
         tqdm.write(f"{path} ({what})", file=sys.stdout)
         for t in top:
             tqdm.write(f"  {t['prob']:.4f}  {t['logit']:8.3f}  {t['label']}", file=sys.stdout)
+
+
+def frame_probs(per_time: np.ndarray, frames: int, min_frames: int) -> np.ndarray:
+    """Per-frame probabilities `[frames, classes]` of a whole video's per-time logits: upsampled
+    over time as the multi-label task trains them (over the looped clip of a video shorter than
+    the network's minimum), then the sigmoid."""
+    import jax
+    import jax.numpy as jnp
+
+    from i3d_jax.training.tasks.multilabel import upsample_time
+
+    up = upsample_time(jnp.asarray(per_time, jnp.float32)[None], max(frames, min_frames))
+    return np.asarray(jax.nn.sigmoid(up[0, :frames]))
+
+
+def report_actions(path, probs: np.ndarray, names: Sequence[str], args) -> None:
+    """Prints a multi-label video's actions above `args.threshold` (a JSON line with `--json`)."""
+    found = action_spans(probs, names, args.fps, args.threshold)
+    if args.json:
+        record = {"video": str(path), "frames": len(probs), "threshold": args.threshold,
+                  "actions": found}  # fmt: skip
+        tqdm.write(json.dumps(record), file=sys.stdout)
+        return
+    tqdm.write(f"{path} ({len(probs)} frames; actions at probability >= {args.threshold})",
+               file=sys.stdout)  # fmt: skip
+    for a in found:
+        spans = ", ".join(f"{s:.2f}-{e:.2f} s" for s, e in a["spans"])
+        tqdm.write(f"  {a['max_prob']:.4f}  {a['label']}  {spans}", file=sys.stdout)
+    if not found:
+        tqdm.write("  (none)", file=sys.stdout)
 
 
 def _predict_head(args: argparse.Namespace) -> int:

@@ -79,8 +79,26 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                 f"schedule {config.model.schedule!r} needs"
             )
     _check_crop(config)
+    _check_multilabel(config)
     if len(config.eval.fusion_weights) != 2:
         raise ValueError("config.eval.fusion_weights must have 2 entries (this, other)")
+
+
+def _check_multilabel(config: ml_collections.ConfigDict) -> None:
+    """The multi-label task: non-negative loss weights (not both 0), whole-video evaluation."""
+    if config.get("task", "video") != "multilabel":
+        return
+    m = config.multilabel
+    if m.frame_weight < 0 or m.max_weight < 0 or m.frame_weight + m.max_weight <= 0:
+        raise ValueError(
+            f"config.multilabel.frame_weight={m.frame_weight} and max_weight={m.max_weight} "
+            "must be >= 0 and not both 0"
+        )
+    if config.eval.protocol != "whole":
+        raise ValueError(
+            f"config.eval.protocol={config.eval.protocol!r}: the multilabel task scores every "
+            "frame of the whole video; use --config.eval.protocol=whole"
+        )
 
 
 def _check_crop(config: ml_collections.ConfigDict) -> None:

@@ -44,6 +44,7 @@ RULES: tuple[tuple[str, str, str], ...] = (
     ("model.remat", ALLOWED, "memory only"),
     ("model.", REFUSED, "the model: the checkpoint holds its parameters"),
     ("head.", REFUSED, "the model: the checkpoint holds its parameters"),
+    ("multilabel.", REFUSED, "the loss of the steps taken and to come"),
     ("optimizer.", REFUSED, "the optimizer: the checkpoint holds its state"),
     ("lr.", REFUSED, "the learning-rate schedule of the steps taken and to come"),
     ("batch_size", REFUSED, "the batch size: the saved data position counts its batches"),

@@ -13,9 +13,9 @@ def get_config() -> ml_collections.ConfigDict:
     """Every field, with the paper's defaults."""
     c = ml_collections.ConfigDict()
     c.seed = 0
-    c.task = (
-        "video"  # "video": I3D on clips; "features": a temporal head (configs/temporal_head.py)
-    )
+    # "video": I3D on clips; "features": a temporal head (configs/temporal_head.py);
+    # "multilabel": I3D with per-frame sigmoid outputs on action intervals (configs/charades_rgb.py)
+    c.task = "video"
     c.modality = "rgb"  # "rgb" (3 channels) or "flow" (2 channels)
 
     c.model = ml_collections.ConfigDict()
@@ -100,6 +100,12 @@ def _training_fields(c: ml_collections.ConfigDict) -> None:
     c.init.source = ""
     c.init.inflate_method = "mean"  # mean | center
     c.init.new_head = False  # pretrained: re-initialise Logits (set when num_classes differs)
+
+    # task="multilabel": loss = frame_weight * BCE of every frame's logits + max_weight * BCE of
+    # their max over the clip's time against the clip's classes (pytorch-i3d's Charades recipe)
+    c.multilabel = ml_collections.ConfigDict()
+    c.multilabel.frame_weight = 0.5
+    c.multilabel.max_weight = 0.5
 
 
 def _evaluation_fields(c: ml_collections.ConfigDict) -> None:

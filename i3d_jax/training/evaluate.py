@@ -92,10 +92,15 @@ def evaluate_task(
 ) -> dict:
     """Results of any other task (e.g. a temporal head, `config.task = "features"`)."""
     if config.eval.fuse_with:
+        why = (
+            " (a temporal head takes both streams' features at once: extract_features --stream "
+            "both)"
+            if config.task == "features"
+            else ""
+        )
         raise ValueError(
             f"config.eval.fuse_with: late fusion is for two video streams, not task "
-            f"{config.task!r} (a temporal head takes both streams' features at once: "
-            "extract_features --stream both)"
+            f"{config.task!r}{why}"
         )
     task = task_for(config)
     data = task.data()
@@ -137,7 +142,7 @@ def evaluate(
     out_path = pathlib.Path(out) if out else checkpoints.Workdir.at(workdir).results
     if jax.process_index() == 0:
         evaluation.write_results(out_path, results)
-        evaluation.write_reports(out_path.parent, results)
+        task_for(config).write_reports(out_path.parent, results)
     return results
 
 

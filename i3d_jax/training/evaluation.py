@@ -20,7 +20,7 @@ import numpy as np
 
 from i3d_jax import plots
 
-SCALARS = ("clip_top1", "clip_top5", "video_top1", "video_top5")
+SCALARS = ("clip_top1", "clip_top5", "video_top1", "video_top5", "video_mAP", "frame_mAP")
 
 
 def topk_correct(logits: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:

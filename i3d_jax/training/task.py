@@ -3,8 +3,9 @@
 The loop (`i3d_jax.training.loop`) and `eval.py`'s unit know only this protocol. A task is built
 with the run's config (`task_for(config)`, or `MyTask(config)` passed to `train_and_evaluate`);
 its data object carries what the model needs of the data (e.g. the feature width), so nothing is
-written back into the config. Implemented by `tasks.video.VideoClassification` (I3D on clips)
-and `tasks.features.FeatureSequenceClassification` (a temporal head over window features).
+written back into the config. Implemented by `tasks.video.VideoClassification` (I3D on clips),
+`tasks.features.FeatureSequenceClassification` (a temporal head over window features) and
+`tasks.multilabel.MultiLabelVideo` (I3D with per-frame sigmoid outputs, Charades).
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ def softmax_classification(logits: jax.Array, label: jax.Array) -> tuple[jax.Arr
 TASKS: dict[str, str | Callable[[ml_collections.ConfigDict], Task]] = {
     "video": "i3d_jax.training.tasks.video:VideoClassification",
     "features": "i3d_jax.training.tasks.features:FeatureSequenceClassification",
+    "multilabel": "i3d_jax.training.tasks.multilabel:MultiLabelVideo",
 }
 
 

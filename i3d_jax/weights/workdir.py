@@ -12,8 +12,9 @@ The layout `train.py` writes (`i3d_jax.training.checkpoints.Workdir` uses these 
 "opt_state"}`; only `params` and `batch_stats` are read (no optimizer, any mesh it was saved on).
 
 Sources (see `locate`): `<workdir>` (its best checkpoint, else its latest), `<workdir>/best/<step>`
-and `<workdir>/checkpoints/<step>`. Only runs of the video task (I3D, `config.task = "video"`)
-are weights; a temporal head's run (`"features"`) is refused by name.
+and `<workdir>/checkpoints/<step>`. Only runs that train I3D are weights (`config.task` "video",
+or "multilabel": per-frame sigmoid outputs, see `task_of`); a temporal head's run
+(`"features"`) is refused by name.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ BEST = "best"
 STATE = "state"  # the train state item of a step directory
 DATA = "data"  # the input iterators' item of a `checkpoints/<step>` directory
 VIDEO_TASK = "video"
+MULTILABEL_TASK = "multilabel"  # I3D too, with per-frame sigmoid outputs
+I3D_TASKS = (VIDEO_TASK, MULTILABEL_TASK)
 _COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -135,9 +138,9 @@ def read_config(root: str | os.PathLike) -> dict[str, Any]:
 
 
 def check_video_task(config: Mapping[str, Any], source: str | os.PathLike) -> None:
-    """ValueError unless the run trained I3D on videos (`config.task == "video"`)."""
+    """ValueError unless the run trained I3D on videos (`config.task` in `I3D_TASKS`)."""
     task = config.get("task", VIDEO_TASK)
-    if task == VIDEO_TASK:
+    if task in I3D_TASKS:
         return
     what = (
         " (a temporal head over I3D window features: `predict --head`)"
@@ -148,6 +151,13 @@ def check_video_task(config: Mapping[str, Any], source: str | os.PathLike) -> No
         f"{source}: a training workdir of task {task!r}{what}, not I3D weights; weights come "
         f"from a run of task {VIDEO_TASK!r}"
     )
+
+
+def task_of(source: str | os.PathLike) -> str | None:
+    """The `config.task` of a workdir source (e.g. "multilabel"), None for any other source."""
+    if not is_source(source):
+        return None
+    return read_config(run_root(source)).get("task", VIDEO_TASK)
 
 
 def input_channels(config: Mapping[str, Any]) -> int:

@@ -157,16 +157,21 @@ class VideoClassification:
             x = preprocess.to_float(batch["video"], dtype)
             if not train:
                 _, endpoints = model.apply(variables, x, train=False)
-                return endpoints["Logits"].astype(jnp.float32), variables["batch_stats"]
+                return self.logits(endpoints, x.shape[1]), variables["batch_stats"]
             (_, endpoints), updates = model.apply(
                 variables, x, train=True, mutable=["batch_stats"], rngs={"dropout": rng}
             )
-            return endpoints["Logits"].astype(jnp.float32), updates["batch_stats"]
+            return self.logits(endpoints, x.shape[1]), updates["batch_stats"]
 
         if self.config.model.remat and not hasattr(model, "graph"):
             # I3D rematerialises per Inception block (its graph); a stand-in model as a whole.
             return jax.checkpoint(fwd, static_argnums=(2,))
         return fwd
+
+    def logits(self, endpoints: dict, frames: int) -> jax.Array:
+        """What `forward` returns of the model's endpoints (float32): the clip's `Logits`."""
+        del frames
+        return endpoints["Logits"].astype(jnp.float32)
 
     def per_example(self, logits: jax.Array, batch: dict) -> tuple[jax.Array, jax.Array]:
         return task.softmax_classification(logits, batch["label"])
@@ -217,12 +222,18 @@ def predict(
     info: pipeline.SourceInfo,
     mesh: Mesh,
     compiler_options: dict[str, str] | None = None,
+    *,
+    spec: pipeline.EvalSpec | None = None,
+    keys: tuple[str, ...] = EVAL_KEYS,
+    reduce: Callable[[dict], dict] | None = None,
 ) -> dict:
     """Logits of every real view on every process: numpy dict of `logits [N, C]`, `label`,
-    `index`, `view` (padding removed, sorted by (index, view))."""
+    `index`, `view` (padding removed, sorted by (index, view)). `spec` replaces the config's
+    eval spec, `keys` the batch entries sent to the devices (all but `video` come back);
+    `reduce` maps each batch's outputs (numpy, `mask` included) to what is kept of them."""
     ds = pipeline.eval_dataset(
         source,
-        eval_spec(config, info),
+        spec or eval_spec(config, info),
         config.eval.batch_size // jax.process_count(),
         num_threads=config.input.num_threads,
         num_workers=config.input.num_workers,
@@ -233,7 +244,10 @@ def predict(
     parts: dict[str, list] = {}
     for host in ds:
         out = jax.device_get(step(variables, sharding.global_batch(
-            {k: host[k] for k in EVAL_KEYS}, mesh)))  # fmt: skip
+            {k: host[k] for k in keys}, mesh)))  # fmt: skip
+        out = {k: np.asarray(v) for k, v in out.items()}
+        if reduce is not None:
+            out = reduce(out)
         for k, v in out.items():
             parts.setdefault(k, []).append(np.asarray(v))
     cat = {k: np.concatenate(v) for k, v in parts.items()}
