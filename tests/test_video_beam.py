@@ -1,5 +1,6 @@
 """video_folder on Apache Beam (DirectRunner, 2 worker processes): the same examples as the
-sequential build, bad input named and counted, a killed build resumed at the video level."""
+sequential build (the RGB config on 2 worker processes), bad input named and counted, a killed
+build resumed at the video level."""
 
 import json
 import os
@@ -21,6 +22,9 @@ pytest.importorskip("apache_beam")  # requirements-beam.txt; CI installs it
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TWO_WORKERS = "runner=DirectRunner,direct_num_workers=2,direct_running_mode=multi_processing"
+# Two worker threads in this process: the same pipeline, without the workers' start-up (they
+# import the project), for the tests whose point is not the worker processes.
+TWO_THREADS = "runner=DirectRunner,direct_num_workers=2,direct_running_mode=multi_threading"
 
 
 def _frames(t: int, seed: int, h: int = 36, w: int = 44) -> np.ndarray:
@@ -121,7 +125,7 @@ def test_beam_build_names_bad_input_and_builds_the_rest(tmp_path, monkeypatch, c
     try:
         code = build.main(["video_folder", "--data_dir", str(tmp_path / "tfds"), "--manual_dir",
                            str(root), "--short_side", "none", "--beam_pipeline_options",
-                           TWO_WORKERS])  # fmt: skip
+                           TWO_THREADS])  # fmt: skip
     finally:
         unreadable.chmod(0o755)
     out, err = capsys.readouterr()
@@ -136,7 +140,7 @@ def test_beam_build_names_bad_input_and_builds_the_rest(tmp_path, monkeypatch, c
 def test_strict_beam_build_fails_naming_the_bad_file(folder, tmp_path, capsys):
     code = build.main(["video_folder", "--data_dir", str(tmp_path), "--manual_dir", str(folder),
                        "--short_side", "16", "--strict", "--beam_pipeline_options",
-                       TWO_WORKERS])  # fmt: skip
+                       TWO_THREADS])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 1
     assert "error: video_folder: bad video" in err and "broken.mp4" in err
@@ -182,7 +186,7 @@ def test_a_killed_beam_build_resumes_with_what_its_workers_finished(tmp_path):
     cmd = [sys.executable, "-m", "i3d_jax.data.build", "video_folder", "--data_dir",
            str(data_dir), "--manual_dir", str(root), "--short_side", "none",
            "--beam_pipeline_options",
-           "runner=DirectRunner,direct_num_workers=1,direct_running_mode=multi_processing"]  # fmt: skip
+           "runner=DirectRunner,direct_num_workers=1,direct_running_mode=multi_threading"]  # fmt: skip
     work = data_dir / "downloads" / "video_folder_beam" / "rgb"
     proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip
@@ -210,11 +214,11 @@ def test_beam_flow_build_equals_the_sequential_flow_build(folder, tmp_path):
     kwargs = dict(config="flow", folder=folder, short_side=16, max_frames=4, flow=settings)
     seq = VideoFolder(data_dir=str(tmp_path / "seq"), **kwargs)
     seq.download_and_prepare()
-    beam = VideoFolder(data_dir=str(tmp_path / "beam"), beam_options=TWO_WORKERS, **kwargs)
+    beam = VideoFolder(data_dir=str(tmp_path / "beam"), beam_options=TWO_THREADS, **kwargs)
     beam.download_and_prepare()
     a, b = _examples(seq), _examples(beam)
     assert len(a) == 8 and all(ex["num_frames"] == 3 for ex in a.values())
-    _assert_same_examples(a, b)  # the real JAX TV-L1 in each worker, the same PNG bytes
+    _assert_same_examples(a, b)  # the real JAX TV-L1 in the workers, the same PNG bytes
     flow = schema.decode_frames(b[("train", "b0")]["video"])
     assert flow.shape == (3, 16, 20, 3) and flow[..., :2].std() > 0
     for key in ("skipped", "flow_settings", "flow_scale", "source"):
