@@ -223,7 +223,7 @@ def test_unknown_task_and_head_options_are_named():
     c = tcn.get_config()
     c.task = "audio"
     with pytest.raises(
-        ValueError, match=r"config.task='audio' is not one of \['features', 'video'\]"
+        ValueError, match=r"config.task='audio' is not one of \['features', 'multilabel', 'video'\]"
     ):
         task.task_for(c)
     with pytest.raises(ValueError, match=r"head 'mean' has no option \['hidden'\]"):
