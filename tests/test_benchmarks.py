@@ -99,3 +99,26 @@ def test_every_benchmark_script_runs_from_a_clone_as_documented():
     for name, p in procs.items():
         out = p.communicate(timeout=120)[0].decode()
         assert p.returncode == 0 and "usage:" in out, (name, out[-500:])
+
+
+def test_input_pipeline_measures_every_storage_format(capsys, tmp_path):
+    from benchmarks import input_pipeline
+
+    out = input_pipeline.main(["--videos", "2", "--frames", "20", "--clips", "2",
+                               "--clip_length", "8", "--crop", "32", "--gops", "16",
+                               "--workdir", str(tmp_path)])  # fmt: skip
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == out
+    methods = out["methods"]
+    assert {"jpeg_pil", "jpeg_simplejpeg", "h264_g16_crf17"} <= set(methods)
+    for row in methods.values():
+        assert row["frames_per_second_per_core"] > 0
+        for videos in ("texture", "sample_clip"):
+            assert 30.0 < row[videos]["psnr_db"] < 60.0
+    for videos in ("texture", "sample_clip"):  # segments: fewer bytes than JPEG on both
+        jpeg, h264 = methods["jpeg_pil"][videos], methods["h264_g16_crf17"][videos]
+        assert h264["bytes_per_frame"] < jpeg["bytes_per_frame"] / 2
+    assert out["default_format"] == "h264_g16_crf17" and set(out["grain"]) == {
+        "h264_g16_crf17", "jpeg"}  # fmt: skip
+    assert out["bytes_per_frame"] == methods["h264_g16_crf17"]["texture"]["bytes_per_frame"]
+    assert out["frames_per_second_per_core"] == out["grain"]["h264_g16_crf17"][
+        "frames_per_second_per_core"]  # fmt: skip

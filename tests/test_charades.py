@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from videos import write_video
 
-from i3d_jax.data import actions, build, charades, pipeline, schema
+from i3d_jax.data import actions, build, charades, pipeline, schema, stored_video
 from i3d_jax.data.video_folder import VideoFolder
 
 NATIVE_FPS = 30  # written; built at 25 fps: stored frame k shows native frame round(1.2 k)
@@ -96,7 +96,7 @@ def test_charades_build_stores_intervals_and_counts_what_it_skipped(charades_set
     assert train["NEG04"]["label"] == -1 and len(train["NEG04"]["actions"]["label"]) == 0
     assert train["BBB02"]["actions"]["label"].tolist() == [2]  # the two bad actions dropped
     # stored frame k shows native frame round(1.2 k): the 25 fps grid over the 30 fps video
-    shown = native_index(schema.decode_frames(a["video"]))
+    shown = native_index(stored_video.decode_video(a))
     assert shown.tolist() == [int(np.floor(1.2 * k + 0.5)) for k in range(25)]
 
 
@@ -179,7 +179,7 @@ def test_a_dataset_without_intervals_reads_as_before_and_is_refused_by_name(tmp_
     cfg = type("D", (), dict(name="video_folder", data_dir=str(tmp_path / "tfds"), folder="",
                              builder_config="rgb", in_memory=False, flow=None))  # fmt: skip
     src, info = pipeline.load_source(cfg, "train")
-    assert not info.actions and schema.ACTIONS not in src[0] and len(src[0]["video"]) == 4
+    assert not info.actions and schema.ACTIONS not in src[0] and src[0]["num_frames"] == 4
     with pytest.raises(multilabel.UsageError, match="has no action intervals"):
         multilabel.check_actions(info)
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from videos import write_video
 
-from i3d_jax.data import build, schema, video_beam, video_decode
+from i3d_jax.data import build, schema, stored_video, video_beam, video_decode
 from i3d_jax.data import video_folder as vf
 from i3d_jax.data.video_folder import VideoFolder
 
@@ -79,7 +79,7 @@ def test_beam_build_on_two_workers_equals_the_sequential_build(folder, tmp_path)
     a, b = _examples(seq), _examples(beam)
     assert len(a) == 8
     _assert_same_examples(a, b)
-    frames = schema.decode_frames(b[("train", "a0")]["video"])
+    frames = stored_video.decode_video(b[("train", "a0")])
     assert frames.shape == (7, 24, 29, 3)
     for key in ("skipped", "rotated", "source"):
         assert beam.info.metadata[key] == seq.info.metadata[key], key

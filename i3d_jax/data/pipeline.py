@@ -2,8 +2,10 @@
 
 Sources are random-access (`len(src)`, `src[i]`), e.g. `builder.as_data_source(split,
 deserialize_method=schema.RAW_DESERIALIZE)` or a list of dicts in tests. An example is a dict with
-`video` (a list of encoded frames, or a uint8 array `[T, H, W, C]`), `label` (int) and optionally
-`video_id` (str). Only the frames a clip needs are decoded, and they are cropped while decoding.
+`video` (a list of encoded frames, H.264 segments with their geometry, or a uint8 array `[T, H,
+W, C]`; see `i3d_jax.data.stored_video`), `label` (int) and optionally `video_id` (str). Only the
+frames a clip needs are decoded (`stored_video.read_clip`), cropped and, for RGB, flipped in the
+same copy.
 
 Output (one host batch, numpy):
 
@@ -53,7 +55,7 @@ import numpy as np
 from i3d_jax import clips, preprocess
 from i3d_jax.cli import UsageError
 from i3d_jax.cli import message as cli_message
-from i3d_jax.data import actions, schema
+from i3d_jax.data import actions, schema, stored_video
 
 RGB, FLOW = "rgb", "flow"
 
@@ -100,37 +102,17 @@ def flip_clip(clip: np.ndarray, modality: str) -> np.ndarray:
     return clips.flip(clip, modality == FLOW)
 
 
-def _is_pixels(video) -> bool:
-    return isinstance(video, np.ndarray) and video.dtype == np.uint8 and video.ndim == 4
-
-
-def _frames(example: dict, indices: np.ndarray, crop: tuple[int, int, int, int], modality: str):
-    """Decodes (or slices) only `indices`, cropped to (top, left, h, w): uint8 `[L, h, w, C]`."""
-    video = example[schema.VIDEO]
-    top, left, h, w = crop
-    if _is_pixels(video):
-        out = video[indices, top : top + h, left : left + w]
-    else:
-        uniq, inverse = np.unique(indices, return_inverse=True)
-        decoded = schema.decode_frames([video[i] for i in uniq], crop=crop)
-        out = decoded[inverse]
-    if modality == FLOW:
-        out = out[..., :2]
-    return out
+def _frames(example: dict, indices: np.ndarray, crop: tuple[int, int, int, int], modality: str,
+            flip: bool = False) -> np.ndarray:  # fmt: skip
+    """Decodes (or slices) only `indices`, cropped to (top, left, h, w) and mirrored when `flip`
+    (RGB only: flow's x sign flips after dequantising): uint8 `[L, h, w, C]`."""
+    out = stored_video.read_clip(example, indices, crop, flip)
+    return out[..., :2] if modality == FLOW else out
 
 
 def _frame_size(example: dict) -> tuple[int, int, int]:
-    """(num_frames, height, width) without decoding more than one frame."""
-    video = example[schema.VIDEO]
-    if _is_pixels(video):
-        return video.shape[0], video.shape[1], video.shape[2]
-    import io
-
-    from PIL import Image
-
-    with Image.open(io.BytesIO(bytes(video[0]))) as img:  # reads the header only
-        w, h = img.size
-    return len(video), h, w
+    """(num_frames, height, width) without decoding any frame."""
+    return stored_video.frame_layout(example)
 
 
 def _check_crop(h: int, w: int, size: int, video_id: str) -> None:
@@ -209,11 +191,14 @@ class TrainTransform(grain.transforms.RandomMap):
             side = s.crop_size
         _check_crop(h, w, side, vid)
         top, left, _ = clips.random_box(h, w, side, rng)
-        clip = _frames(example, idx, (top, left, side, side), s.modality)
+        flip = bool(s.flip and rng.random() < 0.5)
+        # RGB at the crop size: mirrored while copied out of the decoder (the same pixels)
+        flip_early = flip and s.modality == RGB and side == s.crop_size
+        clip = _frames(example, idx, (top, left, side, side), s.modality, flip_early)
         if side != s.crop_size:
             clip = _resize(clip, s.crop_size)
         clip = _finish(clip, s.modality, s.flow_scale)
-        if s.flip and rng.random() < 0.5:
+        if flip and not flip_early:
             clip = flip_clip(clip, s.modality)
         out = {
             "video": clip,
@@ -541,6 +526,8 @@ def _builder(dataset_cfg: Any):
         kwargs = {"config": cfg_name} if cfg_name else {}
         if getattr(dataset_cfg, "folder", ""):
             kwargs["folder"] = dataset_cfg.folder
+        if getattr(dataset_cfg, "frame_format", "") and cfg_name != FLOW:
+            kwargs["frame_format"] = dataset_cfg.frame_format
         if cfg_name == FLOW and any(_expected_flow(dataset_cfg).values()):
             kwargs["flow"] = _flow_to_build(_expected_flow(dataset_cfg))  # if built here
         return video_folder.VideoFolder(data_dir=data_dir, **kwargs)

@@ -6,6 +6,8 @@ Every builder (`synthetic_motion`, `video_folder`, ...) writes examples with exa
 key             feature                                                 value
 ==============  ======================================================  =========================
 ``video``       ``Sequence(Image(shape=(None, None, 3), jpeg|png))``    one encoded image a frame
+                or ``Sequence(string)`` with ``frame_height``,          H.264 segments (RGB; see
+                ``frame_width``, ``segment_frames`` (int32)             `stored_video`)
 ``label``       ``ClassLabel(names=...)``                               int64 class index
 ``video_id``    ``Text``                                                id (file stem, youtube id)
 ``path``        ``Text``                                                source path ("" if none)
@@ -68,6 +70,11 @@ NUM_FRAMES = "num_frames"
 HEIGHT = "height"
 WIDTH = "width"
 ACTIONS = "actions"  # multi-label datasets only: {"label", "start", "end"} per action
+#: Datasets of H.264 segments (`i3d_jax.data.stored_video`): the stored frames' size and the
+#: frames per segment.
+FRAME_HEIGHT = "frame_height"
+FRAME_WIDTH = "frame_width"
+SEGMENT_FRAMES = "segment_frames"
 
 #: Dataset-level metadata keys (``builder.info.metadata``).
 FLOW_SCALE_KEY = "flow_scale"
@@ -93,10 +100,16 @@ JPEG_QUALITY = 90
 
 
 def video_features(
-    class_names: Sequence[str] | None, *, flow: bool = False, actions: bool = False
+    class_names: Sequence[str] | None,
+    *,
+    flow: bool = False,
+    actions: bool = False,
+    frame_format=None,
 ) -> tfds.features.FeaturesDict:
     """The feature dict of every builder; `flow=True` stores PNG frames instead of JPEG;
-    `actions=True` adds the action intervals of multi-label datasets (:data:`ACTIONS`).
+    `actions=True` adds the action intervals of multi-label datasets (:data:`ACTIONS`);
+    `frame_format` ("h264" or "jpeg", RGB only; None: JPEG) how RGB frames are stored: H.264
+    segments replace the JPEG sequence (see :mod:`i3d_jax.data.stored_video`).
 
     `class_names=None` leaves the label names open: TFDS restores them from the built dataset's
     ``label.labels.txt`` (for builders that learn their classes only while building).
@@ -108,10 +121,19 @@ def video_features(
     )
     image = tfds.features.Image(shape=(None, None, 3), encoding_format="png" if flow else "jpeg")
     extra = {ACTIONS: actions_feature()} if actions else {}
+    frames = {VIDEO: tfds.features.Sequence(image)}
+    if frame_format == "h264" and not flow:
+        scalar = tfds.features.Scalar(dtype=np.int32)
+        frames = {
+            VIDEO: tfds.features.Sequence(tfds.features.Tensor(shape=(), dtype=np.object_)),
+            FRAME_HEIGHT: scalar,
+            FRAME_WIDTH: scalar,
+            SEGMENT_FRAMES: scalar,
+        }
     return tfds.features.FeaturesDict(
         {
             **extra,
-            VIDEO: tfds.features.Sequence(image),
+            **frames,
             LABEL: label,
             VIDEO_ID: tfds.features.Text(),
             PATH: tfds.features.Text(),
@@ -187,13 +209,20 @@ def decode_frames(
     """Decode encoded frames (JPEG/PNG bytes, all the same size) to uint8 `[T, H, W, 3]`.
 
     Args:
-      encoded: one encoded image per frame, e.g. ``example["video"]`` read with `encoded_decoders`.
+      encoded: one encoded image per frame, e.g. ``example["video"]`` read with `encoded_decoders`
+        (a dataset stored as H.264 segments needs the whole example: `stored_video.decode_video`).
       crop: optional ``(top, left, height, width)`` applied after decoding each frame.
     Returns:
       ``np.uint8 [T, H, W, 3]`` (``[T, height, width, 3]`` with a crop), in frame order.
     """
     if len(encoded) == 0:
         raise ValueError("decode_frames: got zero frames; expected at least one encoded image")
+    if bytes(encoded[0][:4]) == b"\x00\x00\x00\x01":
+        raise ValueError(
+            "decode_frames: these are H.264 segments (a dataset stored as segments), not one "
+            "image a frame; decode the example with i3d_jax.data.stored_video.decode_video(example) "
+            "or read_clip(example, indices, crop)"
+        )
     out = None
     for i, data in enumerate(encoded):
         img = Image.open(io.BytesIO(bytes(data)))

@@ -5,7 +5,7 @@ multi_processing", ...)` (``python -m i3d_jax.data.build video_folder ... --beam
 ...``) makes each split a Beam `PTransform` (TFDS's own Beam support writes the array_record shards):
 the entries are spread over the workers, and each worker decodes, resizes and encodes one video at
 a time with exactly the code of the sequential build (`video_folder.decode_entry`,
-`schema.encode_jpeg_frames`, the flow cache of `flow_build`), so both builds hold the same examples.
+`stored_video.encode`, the flow cache of `flow_build`), so both builds hold the same examples.
 
 Work files live under ``<data_dir>/downloads/video_folder_beam/<config>/`` (storage every worker
 sees; an `etils.epath` path, so ``gs://`` works where its backend is installed) until the build
@@ -39,7 +39,7 @@ import numpy as np
 from etils import epath
 
 from i3d_jax import cli
-from i3d_jax.data import schema
+from i3d_jax.data import schema, stored_video
 from i3d_jax.data import video_decode as vf
 from i3d_jax.data.video_scan import VideoEntry
 
@@ -84,6 +84,7 @@ class VideoJob:
     decode: vf.DecodeOptions
     decode_settings: str  # the builder's settings (repr): part of every digest and flow key
     strict: bool = False
+    frame_format: object = None  # stored_video.FrameFormat of the RGB config
     flow: object = None  # flow_build.FlowSettings for the flow config
     flow_cache_dir: str | None = None
     flow_fn: Callable | None = None
@@ -112,15 +113,15 @@ class VideoJob:
             _write_json(work / f"{name}.json", {"status": "skipped",
                         "record": vf.skipped_record(entry, str(e))})  # fmt: skip
             return
-        example[schema.VIDEO] = self._encode(entry, frames)
-        example[schema.NUM_FRAMES] = np.int32(len(example[schema.VIDEO]))
+        example.update(self._encode(entry, frames))
         _save_example(work / f"{name}.npz", example)
         _write_json(work / f"{name}.json", {"status": "stored", "rotation": rotation})
         yield vf.example_key(entry), example
 
-    def _encode(self, entry: VideoEntry, frames: np.ndarray) -> list[bytes]:
+    def _encode(self, entry: VideoEntry, frames: np.ndarray) -> dict:
+        """The example fields that store the video (`stored_video.encode`; flow: PNG frames)."""
         if self.flow is None:
-            return schema.encode_jpeg_frames(frames)
+            return stored_video.encode(frames, self.frame_format or stored_video.LEGACY_JPEG)
         from i3d_jax.data import flow_build
 
         (flow,) = flow_build.flow_videos(
@@ -131,7 +132,8 @@ class VideoJob:
             progress=False,
             flow_fn=self.flow_fn,
         )
-        return schema.encode_flow_frames(flow)
+        video = schema.encode_flow_frames(flow)
+        return {schema.VIDEO: video, schema.NUM_FRAMES: np.int32(len(video))}
 
 
 def entry_digest(entry: VideoEntry, decode_settings: str) -> str:
@@ -259,6 +261,9 @@ def _write_json(path: epath.Path, value: dict) -> None:
 
 
 _META_KEYS = (schema.LABEL, schema.VIDEO_ID, schema.PATH, schema.FPS, schema.HEIGHT, schema.WIDTH)
+#: int32 fields of the H.264 segment format (`stored_video`), kept when present.
+_INT_KEYS = (schema.NUM_FRAMES, stored_video.FRAME_HEIGHT, stored_video.FRAME_WIDTH,
+             stored_video.SEGMENT_FRAMES)  # fmt: skip
 
 
 def _save_example(path: epath.Path, example: dict) -> None:
@@ -268,6 +273,7 @@ def _save_example(path: epath.Path, example: dict) -> None:
             for k in _META_KEYS}  # fmt: skip
     if schema.ACTIONS in example:
         meta[schema.ACTIONS] = example[schema.ACTIONS]
+    meta.update({k: int(example[k]) for k in _INT_KEYS if k in example})
     buf = io.BytesIO()
     np.savez(
         buf,
@@ -287,8 +293,8 @@ def _load_example(path: epath.Path) -> dict | None:
         return None  # unreadable: the video is built again
     frames = [blob[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
     extra = {schema.ACTIONS: meta[schema.ACTIONS]} if schema.ACTIONS in meta else {}
+    extra.update({k: np.int32(meta[k]) for k in _INT_KEYS if k in meta})
     return {
-        **extra,
         schema.LABEL: meta[schema.LABEL],
         schema.VIDEO_ID: meta[schema.VIDEO_ID],
         schema.PATH: meta[schema.PATH],
@@ -297,4 +303,5 @@ def _load_example(path: epath.Path) -> dict | None:
         schema.WIDTH: np.int32(meta[schema.WIDTH]),
         schema.VIDEO: frames,
         schema.NUM_FRAMES: np.int32(len(frames)),
+        **extra,  # the segment format's frame count replaces the number of segments
     }

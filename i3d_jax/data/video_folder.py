@@ -81,7 +81,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from i3d_jax import preprocess
-from i3d_jax.data import charades, schema
+from i3d_jax.data import charades, schema, stored_video
 from i3d_jax.data.video_decode import (  # noqa: F401 (re-exported)
     BAD_VIDEO_ERRORS,
     DecodeOptions,
@@ -158,6 +158,22 @@ def prepare(*, rebuild: bool = False, download_config=None, **kwargs) -> VideoFo
     return builder
 
 
+def _stored_frame_format(data_dir) -> stored_video.FrameFormat | None:
+    """The frame format of the RGB dataset built in `data_dir` (None: nothing built there)."""
+    import json
+
+    from etils import epath
+
+    has_segments = schema.stored_features_have(data_dir, stored_video.SEGMENT_FRAMES)
+    if has_segments is None:
+        return None
+    if not has_segments:
+        return stored_video.LEGACY_JPEG
+    meta_path = epath.Path(data_dir) / "metadata.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    return stored_video.FrameFormat.from_metadata(meta.get(stored_video.FRAME_FORMAT_KEY))
+
+
 def _flow_build():
     try:
         import i3d_jax.flow  # noqa: F401
@@ -211,6 +227,7 @@ class VideoFolder(schema.VideoDatasetBuilder):
         flow_cache_dir=None,
         beam_options: str | None = None,
         flow_devices=None,
+        frame_format: str | stored_video.FrameFormat | None = None,
         **kwargs,
     ):
         """Args beyond TFDS's (`data_dir`, `config`, ...).
@@ -233,6 +250,10 @@ class VideoFolder(schema.VideoDatasetBuilder):
             ``"runner=DirectRunner,direct_num_workers=4,direct_running_mode=multi_processing"``;
             see `i3d_jax.data.video_beam`); None: the sequential build (needs no Beam). The same
             examples either way, so it is no part of the source fingerprint.
+          frame_format: how RGB frames are stored (`stored_video`): "h264" (segments, the
+            default for a new dataset), "jpeg" (one JPEG a frame, the format of every dataset
+            built before segments existed), or a `stored_video.FrameFormat`; None: the format of
+            the dataset already built here, else "h264". Part of the source fingerprint.
           progress: show a tqdm bar per split (with a known total).
           **kwargs: `progress` and TFDS's builder arguments.
         """
@@ -256,6 +277,9 @@ class VideoFolder(schema.VideoDatasetBuilder):
         self._flow_devices = flow_devices
         self._allow_truncated = bool(allow_truncated)
         self._beam_options = beam_options
+        self._frame_format_arg = (
+            stored_video.named(frame_format) if isinstance(frame_format, str) else frame_format
+        )
         self._beam_entries: list[VideoEntry] = []
         self._beam_progress = None
         self._skipped: list[dict] = []
@@ -272,7 +296,19 @@ class VideoFolder(schema.VideoDatasetBuilder):
         if self._is_flow:
             out["flow_bound"] = self._flow_bound
             out["flow"] = self._flow_metadata()
+        elif self.frame_format.codec != stored_video.JPEG:  # JPEG: as fingerprinted before
+            out["frame_format"] = self.frame_format.as_settings()
         return out
+
+    @property
+    def frame_format(self) -> stored_video.FrameFormat | None:
+        """How this dataset stores RGB frames (None for flow): as asked, else as built here, else
+        `stored_video.DEFAULT` (H.264 segments)."""
+        if self._is_flow:
+            return None
+        if self._frame_format_arg is None:
+            self._frame_format_arg = _stored_frame_format(self.data_dir) or stored_video.DEFAULT
+        return self._frame_format_arg
 
     def flow_settings(self):
         """The ``flow`` config's `flow_build.FlowSettings` (the defaults unless given)."""
@@ -376,6 +412,7 @@ class VideoFolder(schema.VideoDatasetBuilder):
             decode=self._decode_options(),
             decode_settings=self._decode_settings(),
             strict=self._strict,
+            frame_format=self.frame_format,
             flow=flow,
             flow_cache_dir=str(self.flow_cache_dir()) if flow is not None else None,
             flow_fn=self._flow_fn,
@@ -447,13 +484,20 @@ class VideoFolder(schema.VideoDatasetBuilder):
             schema.ROTATED_KEY: {"count": 0, "files": []},
             SOURCE_KEY: None,
         }
+        if not self._is_flow:
+            metadata[stored_video.FRAME_FORMAT_KEY] = self.frame_format.as_metadata()
         if self._is_flow:
             metadata[schema.FLOW_SCALE_KEY] = self._flow_bound
             metadata["flow_settings"] = None  # set when built (flow_build.METADATA_KEY)
         return tfds.core.DatasetInfo(
             builder=self,
             description="Videos from a local folder (i3d_jax video_folder).",
-            features=schema.video_features(None, flow=self._is_flow, actions=self._has_actions()),
+            features=schema.video_features(
+                None,
+                flow=self._is_flow,
+                actions=self._has_actions(),
+                frame_format=None if self._is_flow else self.frame_format.codec,
+            ),
             supervised_keys=(schema.VIDEO, schema.LABEL),
             metadata=tfds.core.MetadataDict(metadata),
         )
@@ -506,14 +550,17 @@ class VideoFolder(schema.VideoDatasetBuilder):
         done: collections.deque = collections.deque()
         frames = self._decoded(split, entries, done)
         if not self._is_flow:
-            encoded = (schema.encode_jpeg_frames(f) for f in frames)
+            stored = (stored_video.encode(f, self.frame_format) for f in frames)
         else:
             keys = (self.flow_cache_key(done[-1][0]) for _ in itertools.count())
             flows = self.compute_flow(frames, keys, desc=f"{split} flow", total_videos=len(entries))
-            encoded = map(schema.encode_flow_frames, flows)
-        for video in encoded:
+            stored = (
+                {schema.VIDEO: video, schema.NUM_FRAMES: np.int32(len(video))}
+                for video in map(schema.encode_flow_frames, flows)
+            )
+        for fields in stored:
             entry, example = done.popleft()
-            example.update({schema.VIDEO: video, schema.NUM_FRAMES: np.int32(len(video))})
+            example.update(fields)
             yield example_key(entry), example
 
     def _decode_settings(self) -> str:

@@ -37,6 +37,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.dataset.builder_config = ""  # TFDS builder config name ("" = default)
     c.dataset.data_dir = ""  # "" = ~/tensorflow_datasets
     c.dataset.folder = ""  # video_folder: the folder of class sub-folders
+    # video_folder RGB built by a run: "h264" | "jpeg" ("" = the built dataset's, else h264)
+    c.dataset.frame_format = ""
     c.dataset.train_split = "train"
     c.dataset.eval_split = "validation"
     c.dataset.in_memory = False  # synthetic_motion only: generate in memory, skip TFDS (tests)
