@@ -30,6 +30,7 @@ default format (`stored_video.DEFAULT`). Prints ONE JSON line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -191,7 +192,8 @@ def build(folder: pathlib.Path, data_dir: pathlib.Path, fmt) -> tuple[object, fl
 
     t = time.perf_counter()
     builder = VideoFolder(folder=folder, data_dir=str(data_dir), short_side=256, frame_format=fmt)
-    builder.download_and_prepare()
+    with contextlib.redirect_stdout(sys.stderr):  # TFDS prints; stdout is the JSON line
+        builder.download_and_prepare()
     return builder, time.perf_counter() - t
 
 

