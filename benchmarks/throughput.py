@@ -39,7 +39,6 @@ import datetime
 import importlib.util
 import json
 import math
-import os
 import pathlib
 import platform
 import signal
@@ -54,6 +53,7 @@ import optax
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from benchmarks._time_limit import printed_on_sigterm  # noqa: E402
 from i3d_jax import deploy, model, schedules  # noqa: E402
 from i3d_jax.graph import NAMED  # noqa: E402
 
@@ -544,26 +544,6 @@ def longest_clip(size: int, budget_gb: float, remat: bool, dtype) -> dict:
     }
 
 
-@contextlib.contextmanager
-def printed_on_sigterm(result: dict):
-    """Within: SIGTERM (`timeout`) prints `result` as it stands, naming what was running, and
-    exits with status 124."""
-
-    def on_term(signum, frame):
-        result.setdefault("notes", []).append(
-            f"stopped by signal {signum} (a time limit) during: {NOW['what']}; "
-            "the rows above finished"
-        )
-        print(json.dumps(result), flush=True)
-        os._exit(124)
-
-    previous = signal.signal(signal.SIGTERM, on_term)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", default="release", choices=list(model.PRESETS))
@@ -625,7 +605,7 @@ def main(argv=None) -> int:
         import torch
 
         result["torch"] = torch.__version__
-    with printed_on_sigterm(result):
+    with printed_on_sigterm(result, NOW):
         measure_all(args, x, labels, x_np, labels_np, result)
     if not notes:
         del result["notes"]

@@ -44,7 +44,6 @@ import os
 import pathlib
 import queue
 import shutil
-import signal
 import sys
 import tempfile
 import threading
@@ -55,17 +54,14 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from benchmarks._time_limit import printed_on_sigterm  # noqa: E402
 from benchmarks.input_pipeline import write_videos  # noqa: E402
 from i3d_jax import graph, model, sharding  # noqa: E402
 from i3d_jax.data import pipeline, schema  # noqa: E402
+from i3d_jax.data.stored_video import frame_layout  # noqa: E402
 from i3d_jax.training import defaults, loop  # noqa: E402
 from i3d_jax.training.config import DTYPES  # noqa: E402
 from i3d_jax.training.tasks import video  # noqa: E402
-
-try:  # (num_frames, height, width) of a stored example, JPEG frames or H.264 segments
-    from i3d_jax.data.stored_video import frame_layout  # noqa: E402
-except ImportError:  # a library that stores JPEG frames only
-    frame_layout = pipeline._frame_size  # noqa: SLF001
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -272,29 +268,6 @@ def summarize(*timings: dict) -> dict:
     return row
 
 
-@contextlib.contextmanager
-def printed_on_sigterm(result: dict, now: dict):
-    """Within: SIGTERM (`timeout`) stops the pipeline's workers (`now["iterator"]`), prints
-    `result` as it stands with a note naming `now["what"]`, and exits with status 124."""
-
-    def on_term(signum, frame):
-        result.setdefault("notes", []).append(
-            f"stopped by signal {signum} (a time limit) during: {now['what']}; "
-            "the entries above finished"
-        )
-        it = now.get("iterator")
-        if it is not None and hasattr(it, "close"):
-            it.close()
-        print(json.dumps(result), flush=True)
-        os._exit(124)
-
-    previous = signal.signal(signal.SIGTERM, on_term)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def main(argv=None) -> dict:
     args = parse_args(argv)
     result = {
@@ -320,7 +293,7 @@ def main(argv=None) -> dict:
     }
     load_before = round(os.getloadavg()[0], 2)
     now = {"what": "writing and building the dataset"}
-    with printed_on_sigterm(result, now):
+    with printed_on_sigterm(result, now, finished="entries"):
         measure(args, result, now)
     result["loadavg_1m"] = [load_before, round(os.getloadavg()[0], 2)]  # before, after
     print(json.dumps(result))

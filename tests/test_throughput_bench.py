@@ -55,7 +55,7 @@ def test_sigterm_prints_the_rows_that_finished():
         "from benchmarks import throughput as t\n"
         "result = {'results': [{'impl': 'a', 'mode': 'inference'}], 'notes': []}\n"
         "t.NOW['what'] = 'compiling b'\n"
-        "with t.printed_on_sigterm(result):\n"
+        "with t.printed_on_sigterm(result, t.NOW):\n"
         "    os.kill(os.getpid(), signal.SIGTERM)\n"
         "    signal.pause()\n"
     )
