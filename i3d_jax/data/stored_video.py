@@ -32,10 +32,10 @@ import numpy as np
 from i3d_jax.data import schema
 
 H264, JPEG = "h264", "jpeg"
-FRAME_FORMAT_KEY = "frame_format"
+FRAME_FORMAT_KEY = "frame_format"  # builder.info.metadata[...]: FrameFormat.as_metadata()
 #: How `encode_segment` converts colours (a new conversion gets a new name: datasets built with
 #: another one are then told apart by their fingerprint).
-RGB_TO_YCBCR = "jfif-bt601-full-fixed16-v1"  # builder.info.metadata[...]: FrameFormat.as_metadata()
+RGB_TO_YCBCR = "jfif-bt601-full-fixed16-v1"
 
 #: Per-example features of the segment format.
 FRAME_HEIGHT, FRAME_WIDTH, SEGMENT_FRAMES = (
@@ -65,8 +65,8 @@ class FrameFormat:
     def x264_params(self) -> str:
         """libx264's extra parameters: one keyframe a segment, and no macroblock tree (with it,
         the same frames encoded twice in one process came out as different bytes now and then:
-        its pass reads memory it has not written; without it, about 20% more bytes at the same
-        quality, still about a third of JPEG's)."""
+        apparently from memory its pass reads before writing; without it, about 20% more bytes at
+        the same quality, still a fifth to two fifths of JPEG's)."""
         return f"keyint={self.segment_frames}:scenecut=0:mbtree=0"
 
     def as_settings(self) -> dict:
@@ -144,8 +144,8 @@ def encode_segment(frames: np.ndarray, fmt: FrameFormat = DEFAULT) -> bytes:
 
     Colours go to full-range YCbCr 4:2:0 as JPEG (JFIF) converts them, in libjpeg's fixed point
     with rounding (FFmpeg's fast converter truncates: about one level lower on average, a second
-    time on top of the reader's). Frames of odd height or width are
-    padded by one edge row/column (4:2:0 needs even sizes); readers crop to the stored size.
+    time on top of the reader's). Frames of odd height or width are padded by one edge row or
+    column (4:2:0 needs even sizes); readers crop to the stored size.
     """
     import av
 
@@ -161,7 +161,7 @@ def encode_segment(frames: np.ndarray, fmt: FrameFormat = DEFAULT) -> bytes:
         stream.codec_context.thread_count = 1  # deterministic output; builds parallelise videos
         for i, frame in enumerate(frames):
             planes = av.VideoFrame.from_ndarray(rgb_to_yuvj420(frame), format="yuvj420p")
-            planes.pts, planes.time_base = i, _TIME_BASE  # explicit: x264's rate control reads them
+            planes.pts, planes.time_base = i, _TIME_BASE  # 25 fps, frame i at i / 25 s
             for packet in stream.encode(planes):
                 container.mux(packet)
         for packet in stream.encode():
