@@ -158,6 +158,10 @@ def prepare(*, rebuild: bool = False, download_config=None, **kwargs) -> VideoFo
     return builder
 
 
+def _without_format(settings: dict | None) -> dict:
+    return {k: v for k, v in (settings or {}).items() if k != "frame_format"}
+
+
 def _stored_frame_format(data_dir) -> stored_video.FrameFormat | None:
     """The frame format of the RGB dataset built in `data_dir` (None: nothing built there)."""
     import json
@@ -353,6 +357,15 @@ class VideoFolder(schema.VideoDatasetBuilder):
             )
         if stored["path"] != current["path"]:
             why = f"was built from {_describe(stored)}, not from {_describe(current)}"
+        elif stored.get("settings") != current["settings"] and _without_format(
+            stored.get("settings")
+        ) == _without_format(current["settings"]):
+            had = (stored.get("settings") or {}).get("frame_format") or {"codec": "jpeg"}
+            why = (
+                f"stores its frames as {had['codec']} ({had}), not as "
+                f"{self.frame_format.codec} (--frame_format / frame_format=; leave it out to "
+                "use the stored format)"
+            )
         elif stored.get("settings") != current["settings"]:
             why = (
                 f"was built from {stored['path']} with settings {stored.get('settings')}, not "
